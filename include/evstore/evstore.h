@@ -1,0 +1,16 @@
+/*
+ * evstore — an embedded event store and event-sourcing engine.
+ *
+ * The umbrella header: include this one.
+ */
+#ifndef EVSTORE_EVSTORE_H
+#define EVSTORE_EVSTORE_H
+
+#include "evstore/version.h"
+#include "evstore/errors.h"
+#include "evstore/types.h"
+#include "evstore/store.h"
+#include "evstore/append.h"
+#include "evstore/read.h"
+
+#endif /* EVSTORE_EVSTORE_H */

@@ -1,0 +1,247 @@
+/*
+ * evstore — private declarations shared by the files of src/store/.
+ *
+ * Nothing here is API. Other modules of the project (projections, server)
+ * may use the few evs__ functions marked "internal API" below.
+ */
+#ifndef EVSTORE_STORE_INTERNAL_H
+#define EVSTORE_STORE_INTERNAL_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "evstore/evstore.h"
+
+/* ---- byte order helpers (keys are big-endian) -------------------------- */
+
+static inline void evs__put_be64(void *p, uint64_t v) {
+  uint8_t *b = (uint8_t *)p;
+  for (int i = 7; i >= 0; i--) {
+    b[i] = (uint8_t)(v & 0xff);
+    v >>= 8;
+  }
+}
+
+static inline uint64_t evs__get_be64(const void *p) {
+  const uint8_t *b = (const uint8_t *)p;
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++)
+    v = (v << 8) | b[i];
+  return v;
+}
+
+static inline void evs__put_be32(void *p, uint32_t v) {
+  uint8_t *b = (uint8_t *)p;
+  b[0] = (uint8_t)(v >> 24);
+  b[1] = (uint8_t)(v >> 16);
+  b[2] = (uint8_t)(v >> 8);
+  b[3] = (uint8_t)v;
+}
+
+static inline uint32_t evs__get_be32(const void *p) {
+  const uint8_t *b = (const uint8_t *)p;
+  return ((uint32_t)b[0] << 24) | ((uint32_t)b[1] << 16) |
+         ((uint32_t)b[2] << 8) | (uint32_t)b[3];
+}
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* Records `code` and a printf-style detail for evs_last_error(); returns
+ * `code` so that callers can write `return evs__err(...)`. */
+int evs__err(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Sets the detail string verbatim. */
+void evs__set_detail(const char *detail);
+/* Clears the calling thread's detail. */
+void evs__clear_error(void);
+/* Translates an LMDB (or errno) code into an EVS_E* code. */
+int evs__lmdb_err(int rc);
+
+/* ---- validation and helpers -------------------------------------------- */
+
+/* 1 if [s, s+len) is well-formed UTF-8 (no overlongs, no surrogates). */
+int evs__utf8_valid(const void *s, size_t len);
+/* Checks a stream or type name. Returns 0 or EVS_EBADNAME/EVS_EINVAL. */
+int evs__check_name(const char *name, const char *what, size_t *len_out);
+int64_t evs__now_ns(void);
+
+/* ---- records ----------------------------------------------------------- */
+
+#define EVS__REC_COMPRESSED 0x1u
+#define EVS__REC_CHECKSUM_LEN 8u
+
+/* Fields of an event record as stored in the `events` database. */
+typedef struct evs__record {
+  uint64_t stream_id;
+  uint64_t version;
+  int64_t timestamp_ns;
+  uint64_t type_id;
+  const uint8_t *id;     /* 16 bytes */
+  uint32_t flags;
+  uint64_t raw_len;      /* uncompressed data length */
+  const void *metadata;
+  size_t metadata_len;
+  const void *data;      /* stored bytes (compressed if flagged) */
+  size_t data_len;
+} evs__record;
+
+/* Bytes needed to encode a record with these payload sizes. */
+size_t evs__record_size(size_t metadata_len, size_t data_len);
+/* The exact encoded size of r. */
+size_t evs__record_exact_size(const evs__record *r);
+/* Encodes into out (exactly evs__record_exact_size() bytes). */
+size_t evs__record_encode(void *out, const evs__record *r);
+/* Decodes and checks the checksum. Returns 0 or EVS_ECORRUPT. */
+int evs__record_decode(evs__record *r, const void *buf, size_t len);
+/* Decodes the header only (no checksum check): cheap timestamp probes. */
+int evs__record_peek(evs__record *r, const void *buf, size_t len);
+
+/* Stream table value. */
+typedef struct evs__stream_rec {
+  uint64_t stream_id;
+  int64_t last_version;   /* -1 none */
+  uint64_t last_position;
+  uint32_t flags;         /* EVS_STREAM_* */
+  int64_t start_version;  /* first version of the current life */
+  uint64_t max_count;
+  uint64_t max_age_sec;
+  int64_t truncate_before;
+  uint64_t category_id;
+  int64_t last_ts;
+  const void *custom;
+  size_t custom_len;
+} evs__stream_rec;
+
+#define EVS__MAX_CUSTOM_META (64u * 1024u)
+
+size_t evs__stream_rec_size(const evs__stream_rec *s);
+size_t evs__stream_rec_encode(void *out, const evs__stream_rec *s);
+int evs__stream_rec_decode(evs__stream_rec *s, const void *buf, size_t len);
+
+/* ---- the store --------------------------------------------------------- */
+
+typedef struct evs__req evs__req;
+
+/* A listener woken after every commit (internal API for subscriptions). */
+typedef struct evs__commit_listener {
+  void (*fn)(uint64_t head, void *payload);
+  void *payload;
+  struct evs__commit_listener *next;
+} evs__commit_listener;
+
+struct evs_store {
+  MDB_env *env;
+  MDB_dbi db_events, db_streams, db_stream_ids, db_stream_index, db_ids,
+      db_types, db_type_names, db_cats, db_cat_names, db_cat_index,
+      db_type_index, db_meta;
+  char *path;
+  evs_store_options opts;
+  dev_t dev;
+  ino_t ino;
+  int read_only;
+
+  /* Map-resize lock: every transaction holds it shared; growing the map
+   * takes it exclusively. */
+  pthread_mutex_t rz_mu;
+  pthread_cond_t rz_cv;
+  unsigned rz_readers;
+  int rz_pending;
+  uint64_t map_size;
+
+  /* Write queue (group commit). */
+  pthread_mutex_t q_mu;
+  pthread_cond_t q_cv;   /* sync waiters */
+  pthread_cond_t wt_cv;  /* the background writer thread */
+  evs__req *q_head, *q_tail;
+  int leader_active;
+  int closing;
+  int writer_started;
+  pthread_t writer;
+  unsigned inflight_async;
+
+  /* Leader-only scratch. */
+  void *wbuf;
+  size_t wbuf_cap;
+
+  /* Compression contexts pool. */
+  pthread_mutex_t z_mu;
+  void *cctx_pool[8];
+  int cctx_count;
+
+  /* Commit notification. */
+  pthread_mutex_t c_mu;
+  pthread_cond_t c_cv;
+  uint64_t committed_head;
+  int64_t committed_ts;
+  uint64_t commit_seq;
+  evs__commit_listener *listeners;
+
+  /* Counters (atomic). */
+  uint64_t n_commits, n_appends, n_events_written, n_bytes_written;
+};
+
+/* Shared hold on the resize lock; 0 or error. */
+int evs__rd_acquire(evs_store *s);
+void evs__rd_release(evs_store *s);
+/* 1 if a resize is waiting for holders to let go. */
+int evs__rd_should_yield(evs_store *s);
+
+/* Begins a read transaction (with the resize hold taken). */
+int evs__read_begin(evs_store *s, MDB_txn **txn);
+void evs__read_end(evs_store *s, MDB_txn *txn);
+/* Handles MDB_MAP_RESIZED / MDB_MAP_FULL growth with the exclusive lock.
+ * `need` is a hint of bytes needed (0 = adopt other process's size). */
+int evs__grow_map(evs_store *s, int adopt_only);
+
+/* Internal API for subscriptions: waits until the committed head exceeds
+ * `after` or `timeout_ms` passes (-1 forever). Returns the head. */
+uint64_t evs__wait_commit(evs_store *s, uint64_t after, int timeout_ms,
+                          const volatile int *cancel);
+void evs__wake_waiters(evs_store *s);
+int evs__add_commit_listener(evs_store *s, evs__commit_listener *l);
+void evs__remove_commit_listener(evs_store *s, evs__commit_listener *l);
+
+/* Compression (compress.c). */
+void *evs__cctx_get(evs_store *s);
+void evs__cctx_put(evs_store *s, void *cctx);
+
+/* Head of the log as seen by `txn` (0 if empty) and its timestamp. */
+int evs__log_head(evs_store *s, MDB_txn *txn, uint64_t *pos, int64_t *ts);
+
+/* Look up a stream record by name in txn. Returns 0, EVS_ENOSTREAM or err. */
+int evs__stream_get(evs_store *s, MDB_txn *txn, const char *name, size_t len,
+                    evs__stream_rec *out);
+
+/* Resolve a type or category id to its name (slices into the map). */
+int evs__type_name(evs_store *s, MDB_txn *txn, uint64_t tid, evs_slice *out);
+int evs__stream_name(evs_store *s, MDB_txn *txn, uint64_t sid, evs_slice *out);
+
+/* Stream visibility: lowest visible version given its record and now. */
+int64_t evs__visible_from(const evs__stream_rec *st);
+
+/* Writer entry points (append.c). */
+void evs__writer_shutdown(evs_store *s);
+/* Runs one compaction chunk through the write queue (maint.c state). */
+int evs__submit_compact(evs_store *s, void *state);
+/* Applies one compaction chunk in txn; sets *req_rc; returns LMDB code. */
+int evs__apply_compact(evs_store *s, MDB_txn *txn, void *state, int *req_rc);
+
+/* First position whose timestamp is >= ts (head+1 if none). */
+int evs__first_position_at_or_after(evs_store *s, MDB_txn *txn, int64_t ts,
+                                    uint64_t *out);
+int evs__last_position_at_or_before(evs_store *s, MDB_txn *txn, int64_t ts,
+                                    uint64_t *out);
+
+/* Decompress a record's data into *buf (grown as needed, bounded by the
+ * store's max event size). */
+int evs__record_data(evs_store *s, const evs__record *r, void **buf,
+                     size_t *cap, void **dctx, evs_slice *out);
+
+#define EVS__LIKELY(x) __builtin_expect(!!(x), 1)
+#define EVS__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+#endif /* EVSTORE_STORE_INTERNAL_H */

@@ -1,0 +1,719 @@
+/*
+ * evstore — opening and closing a store, the map-resize lock, and small
+ * shared lookups.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <time.h>
+#include <zstd.h>
+
+#include "store/internal.h"
+
+#define EVS__DEFAULT_MAP_SIZE (64ull * 1024 * 1024)
+#define EVS__RESIZE_WAIT_MS 30000
+
+/* ---- one handle per directory per process ------------------------------ */
+
+static pthread_mutex_t evs__reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static evs_store *evs__reg[64];
+
+static int evs__reg_add(evs_store *s) {
+  int rc = EVS_EBUSY;
+  pthread_mutex_lock(&evs__reg_mu);
+  for (size_t i = 0; i < 64; i++) {
+    if (evs__reg[i] && evs__reg[i]->dev == s->dev &&
+        evs__reg[i]->ino == s->ino) {
+      pthread_mutex_unlock(&evs__reg_mu);
+      return evs__err(EVS_EBUSY,
+                      "store '%s' is already open in this process: share "
+                      "one handle between threads",
+                      s->path);
+    }
+  }
+  for (size_t i = 0; i < 64; i++) {
+    if (evs__reg[i] == NULL) {
+      evs__reg[i] = s;
+      rc = 0;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&evs__reg_mu);
+  if (rc)
+    return evs__err(rc, "too many stores open in this process (64)");
+  return 0;
+}
+
+static void evs__reg_del(evs_store *s) {
+  pthread_mutex_lock(&evs__reg_mu);
+  for (size_t i = 0; i < 64; i++)
+    if (evs__reg[i] == s)
+      evs__reg[i] = NULL;
+  pthread_mutex_unlock(&evs__reg_mu);
+}
+
+/* ---- map-resize lock ---------------------------------------------------- */
+
+typedef struct evs__depth {
+  const evs_store *s;
+  unsigned d;
+} evs__depth;
+
+static _Thread_local evs__depth evs__tls_depth[8];
+
+static unsigned *evs__depth_of(const evs_store *s) {
+  evs__depth *free_slot = NULL;
+  for (size_t i = 0; i < 8; i++) {
+    if (evs__tls_depth[i].s == s)
+      return &evs__tls_depth[i].d;
+    if (free_slot == NULL && evs__tls_depth[i].d == 0)
+      free_slot = &evs__tls_depth[i];
+  }
+  if (free_slot) {
+    free_slot->s = s;
+    free_slot->d = 0;
+    return &free_slot->d;
+  }
+  return NULL;
+}
+
+int evs__rd_acquire(evs_store *s) {
+  unsigned *d = evs__depth_of(s);
+  pthread_mutex_lock(&s->rz_mu);
+  if (d == NULL || *d == 0) {
+    while (s->rz_pending)
+      pthread_cond_wait(&s->rz_cv, &s->rz_mu);
+  }
+  s->rz_readers++;
+  pthread_mutex_unlock(&s->rz_mu);
+  if (d)
+    (*d)++;
+  return 0;
+}
+
+void evs__rd_release(evs_store *s) {
+  unsigned *d = evs__depth_of(s);
+  if (d && *d > 0)
+    (*d)--;
+  pthread_mutex_lock(&s->rz_mu);
+  s->rz_readers--;
+  if (s->rz_readers == 0 && s->rz_pending)
+    pthread_cond_broadcast(&s->rz_cv);
+  pthread_mutex_unlock(&s->rz_mu);
+}
+
+int evs__rd_should_yield(evs_store *s) {
+  return __atomic_load_n(&s->rz_pending, __ATOMIC_RELAXED);
+}
+
+static void evs__refresh_map_size(evs_store *s) {
+  MDB_envinfo info;
+  if (mdb_env_info(s->env, &info) == 0)
+    s->map_size = info.me_mapsize;
+}
+
+int evs__grow_map(evs_store *s, int adopt_only) {
+  unsigned *d = evs__depth_of(s);
+  if (d && *d > 0)
+    return evs__err(EVS_EMAPFULL,
+                    "the map must grow but this thread holds an open "
+                    "iterator on the store: free it first");
+  pthread_mutex_lock(&s->rz_mu);
+  if (s->rz_pending) {
+    /* Someone else is resizing: wait for it, then let the caller retry. */
+    while (s->rz_pending)
+      pthread_cond_wait(&s->rz_cv, &s->rz_mu);
+    pthread_mutex_unlock(&s->rz_mu);
+    return 0;
+  }
+  s->rz_pending = 1;
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += EVS__RESIZE_WAIT_MS / 1000;
+  int rc = 0;
+  while (s->rz_readers > 0) {
+    if (pthread_cond_timedwait(&s->rz_cv, &s->rz_mu, &deadline) ==
+        ETIMEDOUT) {
+      rc = evs__err(EVS_EMAPFULL,
+                    "the map must grow but %u reader(s) kept their "
+                    "iterators open for %d s",
+                    s->rz_readers, EVS__RESIZE_WAIT_MS / 1000);
+      break;
+    }
+  }
+  if (rc == 0) {
+    if (adopt_only) {
+      int mrc = mdb_env_set_mapsize(s->env, 0);
+      if (mrc)
+        rc = evs__err(evs__lmdb_err(mrc), "adopting the map size: %s",
+                      mdb_strerror(mrc));
+    } else {
+      uint64_t cur = s->map_size;
+      uint64_t next = cur < (1ull << 30) ? cur * 2 : cur + (1ull << 30);
+      uint64_t max = s->opts.max_map_size;
+      if (max && next > max)
+        next = max;
+      if (next <= cur) {
+        rc = evs__err(EVS_EMAPFULL,
+                      "store is full: map size %llu bytes reached its "
+                      "configured maximum",
+                      (unsigned long long)cur);
+      } else {
+        int mrc = mdb_env_set_mapsize(s->env, (size_t)next);
+        if (mrc)
+          rc = evs__err(mrc == ENOMEM ? EVS_EMAPFULL : evs__lmdb_err(mrc),
+                        "growing the map to %llu bytes: %s",
+                        (unsigned long long)next, mdb_strerror(mrc));
+      }
+    }
+    evs__refresh_map_size(s);
+  }
+  s->rz_pending = 0;
+  pthread_cond_broadcast(&s->rz_cv);
+  pthread_mutex_unlock(&s->rz_mu);
+  return rc;
+}
+
+int evs__read_begin(evs_store *s, MDB_txn **txn) {
+  for (;;) {
+    evs__rd_acquire(s);
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+    if (rc == 0)
+      return 0;
+    evs__rd_release(s);
+    if (rc == MDB_MAP_RESIZED) {
+      int grc = evs__grow_map(s, 1);
+      if (grc)
+        return grc;
+      continue;
+    }
+    if (rc == MDB_READERS_FULL)
+      return evs__err(EVS_EBUSY,
+                      "too many concurrent readers: raise max_readers or "
+                      "free iterators");
+    return evs__err(evs__lmdb_err(rc), "beginning a read: %s",
+                    mdb_strerror(rc));
+  }
+}
+
+void evs__read_end(evs_store *s, MDB_txn *txn) {
+  if (txn) {
+    mdb_txn_abort(txn);
+    evs__rd_release(s);
+  }
+}
+
+/* ---- open / close ------------------------------------------------------- */
+
+static int evs__open_dbs(evs_store *s, MDB_txn *txn, unsigned create) {
+  struct {
+    MDB_dbi *dbi;
+    const char *name;
+    unsigned flags;
+  } dbs[] = {
+      {&s->db_events, "events", 0},
+      {&s->db_streams, "streams", 0},
+      {&s->db_stream_ids, "stream_ids", 0},
+      {&s->db_stream_index, "stream_index", MDB_DUPSORT | MDB_DUPFIXED},
+      {&s->db_ids, "ids", 0},
+      {&s->db_types, "types", 0},
+      {&s->db_type_names, "type_names", 0},
+      {&s->db_cats, "categories", 0},
+      {&s->db_cat_names, "category_names", 0},
+      {&s->db_cat_index, "category_index", MDB_DUPSORT | MDB_DUPFIXED},
+      {&s->db_type_index, "type_index", MDB_DUPSORT | MDB_DUPFIXED},
+  };
+  for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+    int rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | create, dbs[i].dbi);
+    if (rc)
+      return evs__err(rc == MDB_NOTFOUND ? EVS_ECORRUPT : evs__lmdb_err(rc),
+                      "opening database '%s': %s", dbs[i].name,
+                      mdb_strerror(rc));
+  }
+  return 0;
+}
+
+static int evs__check_format(evs_store *s, MDB_txn *txn, int writable) {
+  MDB_val k = {6, (void *)"format"}, v;
+  int rc = mdb_get(txn, s->db_meta, &k, &v);
+  if (rc == MDB_NOTFOUND) {
+    if (!writable)
+      return evs__err(EVS_ECORRUPT, "store has no format record");
+    uint8_t buf[4];
+    evs__put_be32(buf, EVS_FORMAT_VERSION);
+    MDB_val fv = {4, buf};
+    rc = mdb_put(txn, s->db_meta, &k, &fv, 0);
+    if (rc == 0) {
+      uint8_t ts[8];
+      evs__put_be64(ts, (uint64_t)evs__now_ns());
+      MDB_val ck = {7, (void *)"created"}, cv = {8, ts};
+      rc = mdb_put(txn, s->db_meta, &ck, &cv, 0);
+    }
+    if (rc)
+      return evs__err(evs__lmdb_err(rc), "writing the format record: %s",
+                      mdb_strerror(rc));
+    return 0;
+  }
+  if (rc)
+    return evs__err(evs__lmdb_err(rc), "reading the format record: %s",
+                    mdb_strerror(rc));
+  if (v.mv_size != 4)
+    return evs__err(EVS_ECORRUPT, "format record has %zu bytes", v.mv_size);
+  uint32_t fmt = evs__get_be32(v.mv_data);
+  if (fmt > EVS_FORMAT_VERSION)
+    return evs__err(EVS_EFORMAT,
+                    "store format %u is newer than this library supports "
+                    "(%u): upgrade evstore",
+                    fmt, EVS_FORMAT_VERSION);
+  if (fmt == 0)
+    return evs__err(EVS_ECORRUPT, "format record is 0");
+  return 0;
+}
+
+static int evs__mkdir(const char *path) {
+  if (mkdir(path, 0755) == 0 || errno == EEXIST)
+    return 0;
+  return -errno;
+}
+
+int evs_store_open(evs_store **out, const char *path,
+                   const evs_store_options *opts) {
+  evs__clear_error();
+  if (out == NULL || path == NULL || *path == '\0')
+    return evs__err(EVS_EINVAL, "evs_store_open: NULL or empty argument");
+  *out = NULL;
+  evs_store_options o = EVS_STORE_OPTIONS_INIT;
+  if (opts) {
+    if (opts->version != EVS_STORE_OPTIONS_VERSION)
+      return evs__err(EVS_EINVAL, "unknown options version %u",
+                      opts->version);
+    o = *opts;
+  }
+  if (o.durability != EVS_SYNC && o.durability != EVS_NOMETASYNC &&
+      o.durability != EVS_NOSYNC)
+    return evs__err(EVS_EINVAL, "unknown durability %d", (int)o.durability);
+  if (o.map_size == 0)
+    o.map_size = EVS__DEFAULT_MAP_SIZE;
+  if (o.map_size < 64 * 1024)
+    o.map_size = 64 * 1024;
+  if (o.max_map_size && o.max_map_size < o.map_size)
+    o.map_size = o.max_map_size;
+  if (o.compress_threshold == 0)
+    o.compress_threshold = 256;
+  if (o.compress_level == 0)
+    o.compress_level = 3;
+  if (o.compress_level < ZSTD_minCLevel() ||
+      o.compress_level > ZSTD_maxCLevel())
+    return evs__err(EVS_EINVAL, "compress_level %d out of range",
+                    o.compress_level);
+  if (o.max_event_size == 0)
+    o.max_event_size = EVS_DEFAULT_MAX_EVENT_SIZE;
+  if (o.max_event_size > EVS_HARD_MAX_EVENT_SIZE)
+    return evs__err(EVS_EINVAL, "max_event_size above %u bytes",
+                    EVS_HARD_MAX_EVENT_SIZE);
+  if (o.max_readers == 0)
+    o.max_readers = 1024;
+
+  int rc;
+  if (o.create && !o.read_only) {
+    rc = evs__mkdir(path);
+    if (rc)
+      return evs__err(rc, "creating directory '%s': %s", path, strerror(-rc));
+  }
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    rc = -errno;
+    return evs__err(rc, "store directory '%s': %s", path, strerror(errno));
+  }
+  if (!S_ISDIR(st.st_mode))
+    return evs__err(-ENOTDIR, "'%s' is not a directory", path);
+  if (!o.create) {
+    char dbpath[4096];
+    snprintf(dbpath, sizeof dbpath, "%s/data.mdb", path);
+    if (access(dbpath, F_OK) != 0)
+      return evs__err(-ENOENT, "no store in '%s' (data.mdb missing)", path);
+  }
+
+  evs_store *s = calloc(1, sizeof *s);
+  if (s == NULL)
+    return evs__err(EVS_ENOMEM, "out of memory");
+  s->path = strdup(path);
+  s->opts = o;
+  s->dev = st.st_dev;
+  s->ino = st.st_ino;
+  s->read_only = o.read_only;
+  if (s->path == NULL) {
+    free(s);
+    return evs__err(EVS_ENOMEM, "out of memory");
+  }
+  pthread_mutex_init(&s->rz_mu, NULL);
+  pthread_cond_init(&s->rz_cv, NULL);
+  pthread_mutex_init(&s->q_mu, NULL);
+  pthread_cond_init(&s->q_cv, NULL);
+  pthread_cond_init(&s->wt_cv, NULL);
+  pthread_mutex_init(&s->z_mu, NULL);
+  pthread_mutex_init(&s->c_mu, NULL);
+  {
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->c_cv, &ca);
+    pthread_condattr_destroy(&ca);
+  }
+
+  rc = evs__reg_add(s);
+  if (rc) {
+    s->dev = 0;
+    s->ino = 0;
+    evs_store_close(s);
+    return rc;
+  }
+
+  int mrc = mdb_env_create(&s->env);
+  if (mrc == 0)
+    mrc = mdb_env_set_maxdbs(s->env, 32);
+  if (mrc == 0)
+    mrc = mdb_env_set_maxreaders(s->env, o.max_readers);
+  if (mrc == 0)
+    mrc = mdb_env_set_mapsize(s->env, (size_t)o.map_size);
+  if (mrc) {
+    rc = evs__err(evs__lmdb_err(mrc), "creating LMDB environment: %s",
+                  mdb_strerror(mrc));
+    evs_store_close(s);
+    return rc;
+  }
+  unsigned flags = MDB_NOTLS;
+  if (o.durability == EVS_NOMETASYNC)
+    flags |= MDB_NOMETASYNC;
+  else if (o.durability == EVS_NOSYNC)
+    flags |= MDB_NOSYNC;
+  if (o.read_only)
+    flags |= MDB_RDONLY;
+  mrc = mdb_env_open(s->env, path, flags, 0644);
+  if (mrc) {
+    rc = evs__err(evs__lmdb_err(mrc), "opening store '%s': %s", path,
+                  mdb_strerror(mrc));
+    evs_store_close(s);
+    return rc;
+  }
+  int dead = 0;
+  mdb_reader_check(s->env, &dead);
+  evs__refresh_map_size(s);
+
+  MDB_txn *txn = NULL;
+  for (;;) {
+    mrc = mdb_txn_begin(s->env, NULL, o.read_only ? MDB_RDONLY : 0, &txn);
+    if (mrc == MDB_MAP_RESIZED) {
+      mdb_env_set_mapsize(s->env, 0);
+      continue;
+    }
+    break;
+  }
+  if (mrc) {
+    rc = evs__err(evs__lmdb_err(mrc), "beginning a transaction: %s",
+                  mdb_strerror(mrc));
+    evs_store_close(s);
+    return rc;
+  }
+  unsigned create = o.read_only ? 0 : MDB_CREATE;
+  mrc = mdb_dbi_open(txn, "meta", create, &s->db_meta);
+  if (mrc) {
+    mdb_txn_abort(txn);
+    rc = evs__err(mrc == MDB_NOTFOUND ? EVS_ECORRUPT : evs__lmdb_err(mrc),
+                  "opening the meta database: %s", mdb_strerror(mrc));
+    evs_store_close(s);
+    return rc;
+  }
+  rc = evs__check_format(s, txn, !o.read_only);
+  if (rc == 0)
+    rc = evs__open_dbs(s, txn, create);
+  if (rc == 0 && !o.read_only) {
+    mrc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (mrc)
+      rc = evs__err(evs__lmdb_err(mrc), "creating the store: %s",
+                    mdb_strerror(mrc));
+  }
+  if (rc == 0 && o.read_only) {
+    uint64_t head;
+    int64_t ts;
+    rc = evs__log_head(s, txn, &head, &ts);
+    s->committed_head = head;
+    s->committed_ts = ts;
+  }
+  if (txn)
+    mdb_txn_abort(txn);
+  if (rc) {
+    evs_store_close(s);
+    return rc;
+  }
+  if (!o.read_only) {
+    MDB_txn *rt;
+    rc = evs__read_begin(s, &rt);
+    if (rc == 0) {
+      rc = evs__log_head(s, rt, &s->committed_head, &s->committed_ts);
+      evs__read_end(s, rt);
+    }
+    if (rc) {
+      evs_store_close(s);
+      return rc;
+    }
+  }
+  *out = s;
+  return 0;
+}
+
+void evs_store_close(evs_store *s) {
+  if (s == NULL)
+    return;
+  if (s->env)
+    evs__writer_shutdown(s);
+  if (s->env) {
+    if (!s->read_only && s->opts.durability != EVS_SYNC)
+      mdb_env_sync(s->env, 1);
+    mdb_env_close(s->env);
+  }
+  for (int i = 0; i < s->cctx_count; i++)
+    ZSTD_freeCCtx((ZSTD_CCtx *)s->cctx_pool[i]);
+  evs__reg_del(s);
+  pthread_mutex_destroy(&s->rz_mu);
+  pthread_cond_destroy(&s->rz_cv);
+  pthread_mutex_destroy(&s->q_mu);
+  pthread_cond_destroy(&s->q_cv);
+  pthread_cond_destroy(&s->wt_cv);
+  pthread_mutex_destroy(&s->z_mu);
+  pthread_mutex_destroy(&s->c_mu);
+  pthread_cond_destroy(&s->c_cv);
+  free(s->wbuf);
+  free(s->path);
+  free(s);
+}
+
+int evs_store_sync(evs_store *s) {
+  evs__clear_error();
+  if (s == NULL)
+    return evs__err(EVS_EINVAL, "store is NULL");
+  if (s->read_only)
+    return 0;
+  int rc = mdb_env_sync(s->env, 1);
+  if (rc)
+    return evs__err(evs__lmdb_err(rc), "sync: %s", mdb_strerror(rc));
+  return 0;
+}
+
+const char *evs_store_path(const evs_store *s) { return s ? s->path : NULL; }
+
+/* ---- compression contexts ----------------------------------------------- */
+
+void *evs__cctx_get(evs_store *s) {
+  void *c = NULL;
+  pthread_mutex_lock(&s->z_mu);
+  if (s->cctx_count > 0)
+    c = s->cctx_pool[--s->cctx_count];
+  pthread_mutex_unlock(&s->z_mu);
+  if (c == NULL) {
+    c = ZSTD_createCCtx();
+    if (c)
+      ZSTD_CCtx_setParameter((ZSTD_CCtx *)c, ZSTD_c_compressionLevel,
+                             s->opts.compress_level);
+  }
+  return c;
+}
+
+void evs__cctx_put(evs_store *s, void *c) {
+  if (c == NULL)
+    return;
+  pthread_mutex_lock(&s->z_mu);
+  if (s->cctx_count < 8) {
+    s->cctx_pool[s->cctx_count++] = c;
+    c = NULL;
+  }
+  pthread_mutex_unlock(&s->z_mu);
+  if (c)
+    ZSTD_freeCCtx((ZSTD_CCtx *)c);
+}
+
+int evs__record_data(evs_store *s, const evs__record *r, void **buf,
+                     size_t *cap, void **dctx, evs_slice *out) {
+  (void)s;
+  if (!(r->flags & EVS__REC_COMPRESSED)) {
+    out->data = r->data;
+    out->len = r->data_len;
+    return 0;
+  }
+  if (r->raw_len > EVS_HARD_MAX_EVENT_SIZE)
+    return evs__err(EVS_ECORRUPT,
+                    "record claims %llu bytes of data, over the limit",
+                    (unsigned long long)r->raw_len);
+  if (*cap < r->raw_len || *buf == NULL) {
+    size_t ncap = r->raw_len < 4096 ? 4096 : (size_t)r->raw_len;
+    void *nb = realloc(*buf, ncap);
+    if (nb == NULL)
+      return evs__err(EVS_ENOMEM, "out of memory decompressing");
+    *buf = nb;
+    *cap = ncap;
+  }
+  if (*dctx == NULL) {
+    *dctx = ZSTD_createDCtx();
+    if (*dctx == NULL)
+      return evs__err(EVS_ENOMEM, "out of memory (zstd context)");
+  }
+  size_t n = ZSTD_decompressDCtx((ZSTD_DCtx *)*dctx, *buf, (size_t)r->raw_len,
+                                 r->data, r->data_len);
+  if (ZSTD_isError(n) || n != r->raw_len)
+    return evs__err(EVS_ECORRUPT, "event data does not decompress: %s",
+                    ZSTD_isError(n) ? ZSTD_getErrorName(n) : "size mismatch");
+  out->data = *buf;
+  out->len = n;
+  return 0;
+}
+
+/* ---- shared lookups ----------------------------------------------------- */
+
+int evs__log_head(evs_store *s, MDB_txn *txn, uint64_t *pos, int64_t *ts) {
+  MDB_cursor *c;
+  int rc = mdb_cursor_open(txn, s->db_events, &c);
+  if (rc)
+    return evs__err(evs__lmdb_err(rc), "cursor: %s", mdb_strerror(rc));
+  MDB_val k, v;
+  rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+  mdb_cursor_close(c);
+  if (rc == MDB_NOTFOUND) {
+    *pos = 0;
+    *ts = 0;
+    return 0;
+  }
+  if (rc)
+    return evs__err(evs__lmdb_err(rc), "reading the log head: %s",
+                    mdb_strerror(rc));
+  if (k.mv_size != 8)
+    return evs__err(EVS_ECORRUPT, "log key of %zu bytes", k.mv_size);
+  evs__record r;
+  if (evs__record_peek(&r, v.mv_data, v.mv_size))
+    return evs__err(EVS_ECORRUPT, "log head record does not decode");
+  *pos = evs__get_be64(k.mv_data);
+  *ts = r.timestamp_ns;
+  return 0;
+}
+
+int evs__stream_get(evs_store *s, MDB_txn *txn, const char *name, size_t len,
+                    evs__stream_rec *out) {
+  MDB_val k = {len, (void *)name}, v;
+  int rc = mdb_get(txn, s->db_streams, &k, &v);
+  if (rc == MDB_NOTFOUND)
+    return EVS_ENOSTREAM;
+  if (rc)
+    return evs__err(evs__lmdb_err(rc), "reading stream: %s", mdb_strerror(rc));
+  if (evs__stream_rec_decode(out, v.mv_data, v.mv_size))
+    return evs__err(EVS_ECORRUPT, "stream record of '%.*s' does not decode",
+                    (int)len, name);
+  return 0;
+}
+
+static int evs__id_name(MDB_txn *txn, MDB_dbi dbi, uint64_t id, evs_slice *out,
+                        const char *what) {
+  uint8_t kb[8];
+  evs__put_be64(kb, id);
+  MDB_val k = {8, kb}, v;
+  int rc = mdb_get(txn, dbi, &k, &v);
+  if (rc == MDB_NOTFOUND)
+    return evs__err(EVS_ECORRUPT, "%s id %llu has no name", what,
+                    (unsigned long long)id);
+  if (rc)
+    return evs__err(evs__lmdb_err(rc), "reading %s name: %s", what,
+                    mdb_strerror(rc));
+  out->data = v.mv_data;
+  out->len = v.mv_size;
+  return 0;
+}
+
+int evs__type_name(evs_store *s, MDB_txn *txn, uint64_t tid, evs_slice *out) {
+  return evs__id_name(txn, s->db_type_names, tid, out, "type");
+}
+
+int evs__stream_name(evs_store *s, MDB_txn *txn, uint64_t sid,
+                     evs_slice *out) {
+  return evs__id_name(txn, s->db_stream_ids, sid, out, "stream");
+}
+
+int64_t evs__visible_from(const evs__stream_rec *st) {
+  int64_t lo = st->start_version;
+  if (st->truncate_before > lo)
+    lo = st->truncate_before;
+  if (st->max_count && st->last_version >= 0) {
+    int64_t m = st->last_version - (int64_t)st->max_count + 1;
+    if (m > lo)
+      lo = m;
+  }
+  return lo;
+}
+
+/* ---- commit notification ------------------------------------------------ */
+
+uint64_t evs__wait_commit(evs_store *s, uint64_t after, int timeout_ms,
+                          const volatile int *cancel) {
+  struct timespec deadline;
+  if (timeout_ms >= 0) {
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+      deadline.tv_sec++;
+      deadline.tv_nsec -= 1000000000L;
+    }
+  }
+  pthread_mutex_lock(&s->c_mu);
+  while (s->committed_head <= after && !(cancel && *cancel) && !s->closing) {
+    if (timeout_ms < 0) {
+      pthread_cond_wait(&s->c_cv, &s->c_mu);
+    } else if (pthread_cond_timedwait(&s->c_cv, &s->c_mu, &deadline) ==
+               ETIMEDOUT) {
+      break;
+    }
+  }
+  uint64_t head = s->committed_head;
+  pthread_mutex_unlock(&s->c_mu);
+  return head;
+}
+
+void evs__wake_waiters(evs_store *s) {
+  pthread_mutex_lock(&s->c_mu);
+  pthread_cond_broadcast(&s->c_cv);
+  pthread_mutex_unlock(&s->c_mu);
+}
+
+int evs__add_commit_listener(evs_store *s, evs__commit_listener *l) {
+  pthread_mutex_lock(&s->c_mu);
+  l->next = s->listeners;
+  s->listeners = l;
+  pthread_mutex_unlock(&s->c_mu);
+  return 0;
+}
+
+void evs__remove_commit_listener(evs_store *s, evs__commit_listener *l) {
+  pthread_mutex_lock(&s->c_mu);
+  for (evs__commit_listener **pp = &s->listeners; *pp; pp = &(*pp)->next) {
+    if (*pp == l) {
+      *pp = l->next;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&s->c_mu);
+}
+
+int evs_head_position(evs_store *s, uint64_t *out) {
+  evs__clear_error();
+  if (s == NULL || out == NULL)
+    return evs__err(EVS_EINVAL, "NULL argument");
+  MDB_txn *txn;
+  int rc = evs__read_begin(s, &txn);
+  if (rc)
+    return rc;
+  int64_t ts;
+  rc = evs__log_head(s, txn, out, &ts);
+  evs__read_end(s, txn);
+  return rc;
+}
