@@ -94,6 +94,18 @@ EVS_EXTERN int evs_append_multi(evs_store *store, evs_append_part *parts,
                                 size_t nparts, size_t *failed_part);
 
 /*
+ * Import: appends like evs_append_multi(), but commits the events with the
+ * given timestamp instead of the current time, to restore an export with its
+ * original times. Because timestamps never decrease along positions,
+ * `timestamp_ns` must be at least the timestamp of the head of the log
+ * (EVS_EINVAL otherwise); later ordinary appends are stamped
+ * max(now, that timestamp).
+ */
+EVS_EXTERN int evs_append_at(evs_store *store, evs_append_part *parts,
+                             size_t nparts, int64_t timestamp_ns,
+                             size_t *failed_part);
+
+/*
  * Asynchronous append: queues the request and returns at once (0) or fails
  * fast (a negative code, callback not called). `cb` is called exactly once,
  * from a store thread, after the commit (or failure). `parts`, their events

@@ -78,10 +78,14 @@ typedef struct evs_read_all_options {
   int64_t since_ns;        /* only events committed at/after; 0 = no bound */
   int64_t until_ns;        /* only events committed at/before; 0 = no bound */
   uint64_t until_position; /* only positions <= this; 0 = no bound */
+  uint32_t group_size;     /* consumer group: n members; 0 or 1 = off */
+  uint32_t group_member;   /* this member, 0..n-1: only streams whose
+                              evs_stream_hash() % n == member */
 } evs_read_all_options;
 
 #define EVS_READ_ALL_OPTIONS_INIT                                             \
-  { EVS_READ_ALL_OPTIONS_VERSION, EVS_FORWARD, 0, 0, NULL, NULL, NULL, 0, 0, 0 }
+  { EVS_READ_ALL_OPTIONS_VERSION, EVS_FORWARD, 0, 0, NULL, NULL, NULL,        \
+    0, 0, 0, 0, 0 }
 
 /*
  * Reads the global log ($all). Category- or type-filtered reads use their

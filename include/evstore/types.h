@@ -76,6 +76,13 @@ EVS_EXTERN int evs_uuid_is_nil(const evs_uuid *id);
  */
 EVS_EXTERN evs_slice evs_stream_category(const char *stream, size_t len);
 
+/*
+ * A stable 64-bit hash of a stream name (XXH3-64, seed 0), the same on every
+ * machine and in every version of evstore. Consumer groups use it: member i
+ * of n receives the streams whose hash % n == i.
+ */
+EVS_EXTERN uint64_t evs_stream_hash(const char *stream, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -59,6 +59,7 @@ struct evs__req {
   evs_stream_metadata md;
   int64_t actual_version;
   void *compact; /* compaction state (maint.c) */
+  int64_t fixed_ts; /* evs_append_at: the commit timestamp, else 0 */
   /* completion */
   int rc;
   size_t failed_part;
@@ -80,7 +81,9 @@ typedef struct evs__batch {
   evs_store *s;
   MDB_txn *txn;
   uint64_t next_pos;
-  int64_t ts;
+  int64_t ts;    /* timestamp of the request being applied */
+  int64_t now;   /* wall clock at the start of the batch */
+  int64_t floor; /* latest timestamp written so far (the head's at start) */
   uint64_t next_sid, next_tid, next_cid; /* 0 = not loaded yet */
   uint64_t events_written, bytes_written;
 } evs__batch;
@@ -598,6 +601,22 @@ static int evs__apply_append(evs__batch *b, evs__req *r) {
   }
   int fatal = 0;
   int rc = 0;
+  if (r->fixed_ts) {
+    if (r->fixed_ts < b->floor) {
+      r->rc = evs__err(EVS_EINVAL,
+                       "import timestamp %lld is older than the head of the "
+                       "log (%lld): timestamps never decrease",
+                       (long long)r->fixed_ts, (long long)b->floor);
+      snprintf(r->detail, sizeof r->detail, "%s", evs_last_error());
+      r->failed_part = 0;
+      if (ps != &one)
+        free(ps);
+      return 0;
+    }
+    b->ts = r->fixed_ts;
+  } else {
+    b->ts = b->now > b->floor ? b->now : b->floor;
+  }
   for (size_t p = 0; p < r->nparts; p++) {
     rc = evs__check_part(b, r, p, &ps[p], &fatal);
     if (fatal) {
@@ -628,6 +647,8 @@ static int evs__apply_append(evs__batch *b, evs__req *r) {
   }
   if (ps != &one)
     free(ps);
+  if (b->ts > b->floor)
+    b->floor = b->ts;
   r->rc = 0;
   return 0;
 }
@@ -747,8 +768,9 @@ static int evs__batch_try(evs_store *s, evs__req **reqs, size_t n,
     return rc;
   }
   b->next_pos = head + 1;
-  int64_t now = evs__now_ns();
-  b->ts = now > head_ts ? now : head_ts;
+  b->now = evs__now_ns();
+  b->floor = head_ts;
+  b->ts = b->now > head_ts ? b->now : head_ts;
   for (size_t i = 0; i < n; i++) {
     evs__req *r = reqs[i];
     r->rc = EVS_EIO;
@@ -812,7 +834,7 @@ static void evs__run_batch(evs_store *s, evs__req **reqs, size_t n) {
       __atomic_add_fetch(&s->n_bytes_written, b.bytes_written,
                          __ATOMIC_RELAXED);
       if (b.events_written)
-        evs__publish(s, head, b.ts);
+        evs__publish(s, head, b.floor);
       return;
     }
     int grc = 0;
@@ -986,6 +1008,33 @@ int evs_append_multi(evs_store *s, evs_append_part *parts, size_t nparts,
   r.op = EVS__OP_APPEND;
   r.parts = parts;
   r.nparts = nparts;
+  rc = evs__prepare_append(s, &r);
+  if (rc == 0)
+    rc = evs__submit_sync(s, &r);
+  if (rc && failed_part)
+    *failed_part = r.failed_part;
+  evs__req_release(&r);
+  return rc;
+}
+
+int evs_append_at(evs_store *s, evs_append_part *parts, size_t nparts,
+                  int64_t timestamp_ns, size_t *failed_part) {
+  evs__clear_error();
+  if (failed_part)
+    *failed_part = 0;
+  if (s == NULL || parts == NULL)
+    return evs__err(EVS_EINVAL, "NULL store or parts");
+  if (timestamp_ns <= 0)
+    return evs__err(EVS_EINVAL, "import timestamp must be positive");
+  int rc = evs__check_writable(s);
+  if (rc)
+    return rc;
+  evs__req r;
+  memset(&r, 0, sizeof r);
+  r.op = EVS__OP_APPEND;
+  r.parts = parts;
+  r.nparts = nparts;
+  r.fixed_ts = timestamp_ns;
   rc = evs__prepare_append(s, &r);
   if (rc == 0)
     rc = evs__submit_sync(s, &r);

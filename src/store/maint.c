@@ -258,6 +258,18 @@ int evs_store_verify(evs_store *s, evs_verify_report *out, evs_verify_cb cb,
       evs__put_be64(kb, st.stream_id);
       MDB_val ikey = {8, kb}, iv;
       int irc = mdb_cursor_get(ic, &ikey, &iv, MDB_SET);
+      if (irc == MDB_NOTFOUND) {
+        /* Compaction may remove every event of a stream that hides them
+         * all; a visible stream always keeps its last event. */
+        int all_hidden =
+            (st.flags & (EVS_STREAM_DELETED | EVS_STREAM_TOMBSTONED)) ||
+            st.max_age_sec || evs__visible_from(&st) > st.last_version;
+        if (!all_hidden)
+          evs__problem(&v, "stream '%.*s': version %lld but no index entry",
+                       (int)(k.mv_size > 255 ? 255 : k.mv_size),
+                       (const char *)k.mv_data, (long long)st.last_version);
+        continue;
+      }
       if (irc == 0)
         irc = mdb_cursor_get(ic, &ikey, &iv, MDB_LAST_DUP);
       if (irc || iv.mv_size != 16 ||

@@ -67,6 +67,7 @@ struct evs_iter {
   uint64_t cid;
   int has_type;
   uint64_t tid;
+  uint32_t group_size, group_member;
   /* caches (valid for the current transaction) */
   evs__scache sc[EVS__SCACHE];
   evs__tcache tc[EVS__TCACHE];
@@ -161,6 +162,10 @@ static int evs__stream_of(evs_iter *it, uint64_t sid, evs__scache **out) {
        memcmp(name.data, it->prefix, it->prefix_len) != 0))
     c->match = 0;
   if (it->has_cat && st.category_id != it->cid)
+    c->match = 0;
+  if (it->group_size > 1 &&
+      evs_stream_hash(name.data, name.len) % it->group_size !=
+          it->group_member)
     c->match = 0;
   *out = c;
   return 0;
@@ -329,8 +334,8 @@ static int evs__maybe_renew(evs_iter *it) {
 
 static int evs__next_stream(evs_iter *it) {
   for (;;) {
-    int64_t ver;
-    uint64_t pos;
+    int64_t ver = 0;
+    uint64_t pos = 0;
     int rc = evs__step_stream(it, &ver, &pos);
     if (rc <= 0)
       return rc;
@@ -376,8 +381,8 @@ static int evs__next_stream(evs_iter *it) {
 
 static int evs__next_pos(evs_iter *it) {
   for (;;) {
-    uint64_t pos;
-    MDB_val val;
+    uint64_t pos = 0;
+    MDB_val val = {0, NULL};
     int rc = evs__step_pos(it, &pos, &val);
     if (rc < 0)
       return rc;
@@ -429,7 +434,7 @@ static int evs__next_pos(evs_iter *it) {
     }
     if (it->has_type && r.type_id != it->tid)
       continue;
-    evs__scache *sc;
+    evs__scache *sc = NULL;
     rc = evs__stream_of(it, r.stream_id, &sc);
     if (rc)
       return rc;
@@ -618,6 +623,9 @@ int evs_read_all(evs_iter **out, evs_store *s,
     return rc;
   if (o.event_type && (rc = evs__check_name(o.event_type, "event type", NULL)))
     return rc;
+  if (o.group_size > 1 && o.group_member >= o.group_size)
+    return evs__err(EVS_EINVAL, "consumer group member %u of %u",
+                    o.group_member, o.group_size);
   if (o.stream_prefix && strlen(o.stream_prefix) > EVS_MAX_NAME_LEN)
     return evs__err(EVS_EBADNAME, "stream prefix longer than %u bytes",
                     EVS_MAX_NAME_LEN);
@@ -627,6 +635,8 @@ int evs_read_all(evs_iter **out, evs_store *s,
   it->s = s;
   it->dir = o.direction;
   it->limit = o.limit;
+  it->group_size = o.group_size;
+  it->group_member = o.group_member;
   if (o.stream_prefix && o.stream_prefix[0]) {
     it->prefix = strdup(o.stream_prefix);
     if (it->prefix == NULL) {

@@ -443,6 +443,14 @@ int evs_store_open(evs_store **out, const char *path,
     rc = evs__log_head(s, txn, &head, &ts);
     s->committed_head = head;
     s->committed_ts = ts;
+    if (rc == 0) {
+      /* Committing (not aborting) keeps the database handles open. */
+      mrc = mdb_txn_commit(txn);
+      txn = NULL;
+      if (mrc)
+        rc = evs__err(evs__lmdb_err(mrc), "opening the store: %s",
+                      mdb_strerror(mrc));
+    }
   }
   if (txn)
     mdb_txn_abort(txn);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <xxhash.h>
 
 #include "store/internal.h"
 
@@ -205,4 +206,10 @@ int evs__check_name(const char *name, const char *what, size_t *len_out) {
   if (len_out)
     *len_out = len;
   return 0;
+}
+
+uint64_t evs_stream_hash(const char *stream, size_t len) {
+  if (stream == NULL)
+    return 0;
+  return (uint64_t)XXH3_64bits(stream, len);
 }

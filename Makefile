@@ -1,0 +1,46 @@
+# A thin wrapper over CMake presets (CMakePresets.json) and ctest.
+#
+#   make build    install missing Debian packages, configure, build (build/)
+#   make test     build, then run every test with ctest
+#   make run      build, then run the main program
+#   make asan     build and test under ASan+UBSan (build-asan/)
+#   make tsan     build and test under TSan (build-tsan/)
+#   make install  install to $(PREFIX) (default /usr/local)
+#   make clean    remove build directories
+
+PREFIX ?= /usr/local
+
+.PHONY: all deps build test run asan tsan install clean
+
+all: build
+
+deps:
+	@sh scripts/deps.sh
+
+build: deps
+	cmake --preset default
+	cmake --build --preset default
+
+test: build
+	ctest --preset default -j2
+
+run: build
+	mkdir -p var
+	./build/examples/hello/evstore-hello ./var/hello
+
+asan: deps
+	cmake --preset asan
+	cmake --build --preset asan
+	ctest --preset asan -j2
+
+tsan: deps
+	cmake --preset tsan
+	cmake --build --preset tsan
+	ctest --preset tsan -j2
+
+install: build
+	cmake --install build --prefix "$(PREFIX)"
+	@if [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
+
+clean:
+	rm -rf build build-debug build-asan build-tsan
