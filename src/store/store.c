@@ -438,11 +438,13 @@ int evs_store_open(evs_store **out, const char *path,
                     mdb_strerror(mrc));
   }
   if (rc == 0 && o.read_only) {
-    uint64_t head;
-    int64_t ts;
+    uint64_t head = 0;
+    int64_t ts = 0;
     rc = evs__log_head(s, txn, &head, &ts);
-    s->committed_head = head;
-    s->committed_ts = ts;
+    if (rc == EVS_ECORRUPT)
+      rc = 0;
+    s->committed_head = rc == 0 ? head : 0;
+    s->committed_ts = rc == 0 ? ts : 0;
     if (rc == 0) {
       /* Committing (not aborting) keeps the database handles open. */
       mrc = mdb_txn_commit(txn);
@@ -464,6 +466,10 @@ int evs_store_open(evs_store **out, const char *path,
     if (rc == 0) {
       rc = evs__log_head(s, rt, &s->committed_head, &s->committed_ts);
       evs__read_end(s, rt);
+      /* A damaged head record must not keep the store from opening: verify
+       * and reads report it; appends fail with EVS_ECORRUPT until fixed. */
+      if (rc == EVS_ECORRUPT)
+        rc = 0;
     }
     if (rc) {
       evs_store_close(s);
