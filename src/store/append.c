@@ -85,6 +85,11 @@ typedef struct evs__batch {
   int64_t now;   /* wall clock at the start of the batch */
   int64_t floor; /* latest timestamp written so far (the head's at start) */
   uint64_t next_sid, next_tid, next_cid; /* 0 = not loaded yet */
+  /* The last type interned in this batch (events of a batch usually share
+   * a few types): saves a B-tree lookup per event. */
+  char last_type[EVS_MAX_NAME_LEN];
+  size_t last_type_len;
+  uint64_t last_tid;
   uint64_t events_written, bytes_written;
 } evs__batch;
 
@@ -524,10 +529,18 @@ static int evs__write_part(evs__batch *b, evs__req *r, size_t p,
     evs_event_data *e = &pt->events[i];
     evs__prep *pr = &r->prep[prep_off + i];
     uint64_t tid;
-    rc = evs__intern(b, s->db_types, s->db_type_names, &b->next_tid, e->type,
-                     pr->type_len, &tid);
-    if (rc)
-      return rc;
+    if (b->last_type_len == pr->type_len &&
+        memcmp(b->last_type, e->type, pr->type_len) == 0) {
+      tid = b->last_tid;
+    } else {
+      rc = evs__intern(b, s->db_types, s->db_type_names, &b->next_tid,
+                       e->type, pr->type_len, &tid);
+      if (rc)
+        return rc;
+      memcpy(b->last_type, e->type, pr->type_len);
+      b->last_type_len = pr->type_len;
+      b->last_tid = tid;
+    }
     uint64_t pos = b->next_pos++;
     evs__record rec = {
         .stream_id = st->stream_id,
