@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zstd.h>
 
 #include "store/internal.h"
@@ -883,11 +884,53 @@ static void evs__run_batch(evs_store *s, evs__req **reqs, size_t n) {
 
 /* ---- the queue and the leader ------------------------------------------ */
 
+/*
+ * Group pacing. When a group completes, its callers wake one by one and
+ * queue their next requests; the first to arrive would lead a group of one
+ * while the others are still waking, and groups would alternate between
+ * tiny and large. So a leader that finds far fewer requests queued than
+ * recent groups held (a slowly decaying peak) waits for them, at most half
+ * the last commit's duration and never more than 1 ms. A single writer
+ * never waits: its groups have one request.
+ */
+static void evs__pace(evs_store *s) {
+  size_t target = s->peak_group;
+  if (target < 4 || s->q_len >= target || s->closing)
+    return;
+  if (target > EVS__BATCH_MAX)
+    target = EVS__BATCH_MAX;
+  int64_t wait = s->last_commit_ns / 2;
+  if (wait > 1000000)
+    wait = 1000000;
+  if (wait < 20000)
+    return;
+  struct timespec dl;
+  clock_gettime(CLOCK_MONOTONIC, &dl);
+  dl.tv_nsec += (long)wait;
+  while (dl.tv_nsec >= 1000000000L) {
+    dl.tv_sec++;
+    dl.tv_nsec -= 1000000000L;
+  }
+  s->lead_target = target;
+  while (s->q_len < target && !s->closing) {
+    if (pthread_cond_timedwait(&s->lead_cv, &s->q_mu, &dl) == ETIMEDOUT)
+      break;
+  }
+  s->lead_target = 0;
+}
+
+static int64_t evs__mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 /* Called with q_mu held and leader_active set; returns with q_mu held. */
 static void evs__lead(evs_store *s) {
   evs__req *batch[EVS__BATCH_MAX];
   size_t n = 0;
   size_t bytes = 0;
+  evs__pace(s);
   while (s->q_head && n < EVS__BATCH_MAX) {
     evs__req *r = s->q_head;
     if (n > 0 && bytes + r->bytes > EVS__BATCH_BYTES)
@@ -895,14 +938,22 @@ static void evs__lead(evs_store *s) {
     s->q_head = r->next;
     if (s->q_head == NULL)
       s->q_tail = NULL;
+    s->q_len--;
     r->next = NULL;
     batch[n++] = r;
     bytes += r->bytes;
   }
   pthread_mutex_unlock(&s->q_mu);
+  int64_t t0 = evs__mono_ns();
   evs__run_batch(s, batch, n);
+  int64_t took = evs__mono_ns() - t0;
   evs__req *async_done = NULL;
   pthread_mutex_lock(&s->q_mu);
+  s->last_group = n;
+  s->peak_group -= s->peak_group / 16;
+  if (n > s->peak_group)
+    s->peak_group = n;
+  s->last_commit_ns = took;
   for (size_t i = 0; i < n; i++) {
     evs__req *r = batch[i];
     r->done = 1;
@@ -942,6 +993,9 @@ static void evs__enqueue(evs_store *s, evs__req *r) {
   else
     s->q_head = r;
   s->q_tail = r;
+  s->q_len++;
+  if (s->lead_target && s->q_len >= s->lead_target)
+    pthread_cond_signal(&s->lead_cv);
 }
 
 static int evs__submit_sync(evs_store *s, evs__req *r) {
@@ -986,6 +1040,7 @@ void evs__writer_shutdown(evs_store *s) {
   pthread_mutex_lock(&s->q_mu);
   s->closing = 1;
   pthread_cond_broadcast(&s->wt_cv);
+  pthread_cond_broadcast(&s->lead_cv);
   int started = s->writer_started;
   pthread_mutex_unlock(&s->q_mu);
   if (started)

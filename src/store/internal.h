@@ -157,7 +157,15 @@ struct evs_store {
   pthread_cond_t q_cv;   /* sync waiters */
   pthread_cond_t wt_cv;  /* the background writer thread */
   evs__req *q_head, *q_tail;
+  size_t q_len;
   int leader_active;
+  /* Group-commit pacing: the size and duration of the last group, and a
+   * leader waiting for its group to fill up (see evs__lead). */
+  size_t last_group;
+  size_t peak_group; /* recent largest group, decaying */
+  int64_t last_commit_ns;
+  size_t lead_target;
+  pthread_cond_t lead_cv;
   int closing;
   int writer_started;
   pthread_t writer;

@@ -354,6 +354,13 @@ int evs_store_open(evs_store **out, const char *path,
   pthread_mutex_init(&s->q_mu, NULL);
   pthread_cond_init(&s->q_cv, NULL);
   pthread_cond_init(&s->wt_cv, NULL);
+  {
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->lead_cv, &ca);
+    pthread_condattr_destroy(&ca);
+  }
   pthread_mutex_init(&s->z_mu, NULL);
   pthread_mutex_init(&s->c_mu, NULL);
   {
@@ -498,6 +505,7 @@ void evs_store_close(evs_store *s) {
   pthread_mutex_destroy(&s->q_mu);
   pthread_cond_destroy(&s->q_cv);
   pthread_cond_destroy(&s->wt_cv);
+  pthread_cond_destroy(&s->lead_cv);
   pthread_mutex_destroy(&s->z_mu);
   pthread_mutex_destroy(&s->c_mu);
   pthread_cond_destroy(&s->c_cv);
