@@ -12,5 +12,10 @@
 #include "evstore/store.h"
 #include "evstore/append.h"
 #include "evstore/read.h"
+#include "evstore/subscription.h"
+#include "evstore/projection.h"
+/* The client of evstored: declarations only; its functions live in the
+ * separate library libevstore_client (see client.h). */
+#include "evstore/client.h"
 
 #endif /* EVSTORE_EVSTORE_H */

@@ -689,6 +689,15 @@ int evs_read_all(evs_iter **out, evs_store *s,
     if (p < it->hi_pos)
       it->hi_pos = p;
   }
+  /* The head as of the filter lookup: an empty filtered read's checkpoint
+   * must not run past events committed after the lookup. */
+  uint64_t head_at_lookup = 0;
+  {
+    int64_t hts;
+    rc = evs__log_head(s, txn, &head_at_lookup, &hts);
+    if (rc)
+      goto fail_txn;
+  }
   evs__read_end(s, txn);
   txn = NULL;
   if (it->has_cat) {
@@ -710,11 +719,9 @@ int evs_read_all(evs_iter **out, evs_store *s,
     it->checkpoint = it->next_pos - 1;
   if (empty || it->lo_pos > it->hi_pos || it->next_pos == 0) {
     it->state = 1;
-    if (empty && o.direction == EVS_FORWARD) {
-      uint64_t head;
-      if (evs_head_position(s, &head) == 0)
-        it->checkpoint = head < it->hi_pos ? head : it->hi_pos;
-    }
+    if (empty && o.direction == EVS_FORWARD)
+      it->checkpoint =
+          head_at_lookup < it->hi_pos ? head_at_lookup : it->hi_pos;
     *out = it;
     return 0;
   }

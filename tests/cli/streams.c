@@ -1,0 +1,216 @@
+/*
+ * evstore-cli streams, info, metadata and delete.
+ */
+#include "clitest.h"
+
+TestSuite(cli_streams, .init = ct_setup, .fini = ct_teardown);
+
+static json_t *run_lines(cu_result r) {
+  ct_assert_status(r, 0);
+  json_t *arr = ct_lines(r.out);
+  cu_result_free(&r);
+  return arr;
+}
+
+static size_t count_events(const char *stream) {
+  cu_result r = ct_run("read", stream, NULL);
+  ct_assert_status(r, 0);
+  size_t n = cu_count_lines(r.out);
+  cu_result_free(&r);
+  return n;
+}
+
+static void expect_status(int want, const char *const *args) {
+  const char *envv[] = {ct_env_db, "EVSTORE_DURABILITY=nosync", NULL};
+  cu_opts o = {tu_dir, envv, NULL, 0, 0};
+  cu_result r = cu_run(EVSTORE_CLI_PATH, args, &o);
+  cr_assert_eq(r.status, want, "%s %s: status %d, expected %d\n%s", args[0],
+               args[1] ? args[1] : "", r.status, want, r.err);
+  cu_result_free(&r);
+}
+
+#define EXPECT(want, ...)                                                    \
+  do {                                                                       \
+    const char *a__[] = {__VA_ARGS__, NULL};                                 \
+    expect_status((want), a__);                                              \
+  } while (0)
+
+Test(cli_streams, lists_streams) {
+  json_decref(ct_append("order-2", "T", "1"));
+  json_decref(ct_append("order-1", "T", "1"));
+  json_decref(ct_append("order-1", "T", "2"));
+  json_decref(ct_append("user-1", "T", "1"));
+  cu_result r = ct_run("streams", NULL);
+  ct_assert_status(r, 0);
+  cr_assert_str_eq(r.out,
+                   "{\"stream\":\"order-1\",\"version\":1,\"deleted\":false}\n"
+                   "{\"stream\":\"order-2\",\"version\":0,\"deleted\":false}\n"
+                   "{\"stream\":\"user-1\",\"version\":0,\"deleted\":false}\n");
+  cu_result_free(&r);
+  json_t *l = run_lines(ct_run("streams", "--prefix", "order-", NULL));
+  cr_assert_eq(json_array_size(l), 2);
+  json_decref(l);
+  json_decref(ct_obj(ct_run("delete", "order-2", NULL)));
+  l = run_lines(ct_run("streams", NULL));
+  cr_assert_eq(json_array_size(l), 2);
+  json_decref(l);
+  l = run_lines(ct_run("streams", "--include-deleted", NULL));
+  cr_assert_eq(json_array_size(l), 3);
+  cr_assert(json_is_true(json_object_get(json_array_get(l, 1), "deleted")));
+  json_decref(l);
+  l = run_lines(ct_run("streams", "--prefix", "zzz", NULL));
+  cr_assert_eq(json_array_size(l), 0);
+  json_decref(l);
+}
+
+Test(cli_streams, no_store) {
+  EXPECT(1, "streams");
+  EXPECT(1, "read-all");
+  EXPECT(1, "stats");
+  EXPECT(4, "info", "x-1");
+  EXPECT(4, "metadata", "x-1");
+}
+
+Test(cli_streams, info) {
+  json_decref(ct_append("order-1", "T", "1"));
+  json_decref(ct_append("other-1", "T", "1"));
+  json_decref(ct_append("order-1", "T", "2"));
+  json_t *o = ct_obj(ct_run("info", "order-1", NULL));
+  const char *keys[] = {"stream", "version", "first_version",
+                        "first_position", "last_position", "deleted",
+                        "tombstoned", "metadata", "start_version",
+                        "last_timestamp"};
+  size_t k = 0;
+  const char *key;
+  json_t *val;
+  json_object_foreach(o, key, val) {
+    cr_assert_lt(k, 10);
+    cr_assert_str_eq(key, keys[k]);
+    k++;
+  }
+  cr_assert_eq(k, 10);
+  cr_assert_eq(ct_int(o, "version"), 1);
+  cr_assert_eq(ct_int(o, "first_version"), 0);
+  cr_assert_eq(ct_int(o, "first_position"), 1);
+  cr_assert_eq(ct_int(o, "last_position"), 3);
+  cr_assert(json_is_false(json_object_get(o, "deleted")));
+  cr_assert(json_is_false(json_object_get(o, "tombstoned")));
+  ct_assert_json(json_object_get(o, "metadata"),
+                 "{\"max_count\":null,\"max_age\":null,"
+                 "\"truncate_before\":null,\"custom\":null}");
+  cr_assert_eq(strlen(ct_str(o, "last_timestamp")), 30);
+  json_decref(o);
+
+  EXPECT(4, "info", "nope-1");
+  EXPECT(2, "info");
+  EXPECT(2, "info", "a", "b");
+
+  json_decref(ct_obj(ct_run("delete", "order-1", NULL)));
+  o = ct_obj(ct_run("info", "order-1", NULL));
+  cr_assert(json_is_true(json_object_get(o, "deleted")));
+  cr_assert(json_is_false(json_object_get(o, "tombstoned")));
+  json_decref(o);
+  json_decref(ct_obj(ct_run("delete", "other-1", "--hard", NULL)));
+  o = ct_obj(ct_run("info", "other-1", NULL));
+  cr_assert(json_is_true(json_object_get(o, "tombstoned")));
+  json_decref(o);
+}
+
+Test(cli_streams, metadata_get_and_set) {
+  for (int i = 0; i < 5; i++)
+    json_decref(ct_append("s-1", "T", "1"));
+  json_t *o = ct_obj(ct_run("metadata", "s-1", NULL));
+  ct_assert_json(o, "{\"stream\":\"s-1\",\"max_count\":null,\"max_age\":null,"
+                    "\"truncate_before\":null,\"custom\":null}");
+  json_decref(o);
+  o = ct_obj(ct_run("metadata", "s-1", "--max-count", "3", NULL));
+  cr_assert_eq(ct_int(o, "max_count"), 3);
+  json_decref(o);
+  cr_assert_eq(count_events("s-1"), 3);
+  /* Unspecified fields are kept. */
+  o = ct_obj(ct_run("metadata", "s-1", "--truncate-before", "3", "--custom",
+                    "{\"owner\": \"ann\"}", NULL));
+  cr_assert_eq(ct_int(o, "max_count"), 3);
+  cr_assert_eq(ct_int(o, "truncate_before"), 3);
+  ct_assert_json(json_object_get(o, "custom"), "{\"owner\":\"ann\"}");
+  json_decref(o);
+  cr_assert_eq(count_events("s-1"), 2);
+  o = ct_obj(ct_run("metadata", "s-1", "--max-age", "3600", NULL));
+  cr_assert_eq(ct_int(o, "max_age"), 3600);
+  cr_assert_eq(ct_int(o, "max_count"), 3);
+  ct_assert_json(json_object_get(o, "custom"), "{\"owner\":\"ann\"}");
+  json_decref(o);
+  o = ct_obj(ct_run("info", "s-1", NULL));
+  ct_assert_json(json_object_get(o, "metadata"),
+                 "{\"max_count\":3,\"max_age\":3600,\"truncate_before\":3,"
+                 "\"custom\":{\"owner\":\"ann\"}}");
+  cr_assert_eq(ct_int(o, "first_version"), 3);
+  json_decref(o);
+  o = ct_obj(ct_run("metadata", "s-1", "--max-count", "none",
+                    "--truncate-before", "none", "--custom", "none", NULL));
+  ct_assert_json(o, "{\"stream\":\"s-1\",\"max_count\":null,\"max_age\":3600,"
+                    "\"truncate_before\":null,\"custom\":null}");
+  json_decref(o);
+  cr_assert_eq(count_events("s-1"), 5);
+
+  /* Before the stream exists: setting works, reading says not found. */
+  EXPECT(4, "metadata", "new-1");
+  o = ct_obj(ct_run("metadata", "new-1", "--max-count", "1", NULL));
+  cr_assert_eq(ct_int(o, "max_count"), 1);
+  json_decref(o);
+
+  EXPECT(2, "metadata", "s-1", "--max-count", "-1");
+  EXPECT(2, "metadata", "s-1", "--max-age", "1h");
+  EXPECT(2, "metadata", "s-1", "--truncate-before", "x");
+  EXPECT(2, "metadata", "s-1", "--custom", "{");
+  EXPECT(2, "metadata", "s-1", "--bogus", "1");
+  EXPECT(2, "metadata");
+
+  json_decref(ct_obj(ct_run("delete", "s-1", "--hard", NULL)));
+  EXPECT(4, "metadata", "s-1", "--max-count", "1");
+}
+
+Test(cli_streams, soft_delete_and_recreate) {
+  json_decref(ct_append("s-1", "T", "1"));
+  json_decref(ct_append("s-1", "T", "2"));
+  json_t *o = ct_obj(ct_run("delete", "s-1", NULL));
+  ct_assert_json(o, "{\"stream\":\"s-1\",\"deleted\":true,"
+                    "\"tombstoned\":false}");
+  json_decref(o);
+  EXPECT(4, "read", "s-1");
+  EXPECT(0, "delete", "s-1"); /* again: already deleted */
+  o = ct_append("s-1", "T", "3");
+  cr_assert_eq(ct_int(o, "first_version"), 2);
+  json_decref(o);
+  cr_assert_eq(count_events("s-1"), 1);
+  EXPECT(4, "delete", "nope-1");
+}
+
+Test(cli_streams, delete_expected_version) {
+  json_decref(ct_append("s-1", "T", "1"));
+  json_decref(ct_append("s-1", "T", "2"));
+  cu_result r = ct_run("delete", "s-1", "--expected-version", "0", NULL);
+  ct_assert_status(r, 3);
+  cr_assert_not_null(strstr(r.err, "expected 0"), "%s", r.err);
+  cr_assert_not_null(strstr(r.err, "actual 1"), "%s", r.err);
+  cu_result_free(&r);
+  EXPECT(3, "delete", "s-1", "--expected-version", "no-stream");
+  EXPECT(2, "delete", "s-1", "--expected-version", "soon");
+  EXPECT(0, "delete", "s-1", "--expected-version", "1");
+  EXPECT(4, "read", "s-1");
+}
+
+Test(cli_streams, hard_delete) {
+  json_decref(ct_append("s-1", "T", "1"));
+  json_t *o = ct_obj(ct_run("delete", "s-1", "--hard", NULL));
+  ct_assert_json(o, "{\"stream\":\"s-1\",\"deleted\":true,"
+                    "\"tombstoned\":true}");
+  json_decref(o);
+  EXPECT(4, "read", "s-1");
+  EXPECT(4, "append", "s-1", "--type", "T", "--data", "1");
+  EXPECT(0, "delete", "s-1", "--hard"); /* tombstoning again is fine */
+  EXPECT(4, "delete", "s-1");           /* soft delete of a tombstone */
+  /* A name that never existed can be reserved. */
+  EXPECT(0, "delete", "never-1", "--hard");
+  EXPECT(4, "append", "never-1", "--type", "T", "--data", "1");
+}
