@@ -2,7 +2,7 @@
 #
 #   make build    install missing Debian packages, configure, build (build/)
 #   make test     build, then run every test with ctest
-#   make run      build, then run the main program
+#   make run      build, then start evstored on 127.0.0.1 (data: ./var/evstore)
 #   make asan     build and test under ASan+UBSan (build-asan/)
 #   make tsan     build and test under TSan (build-tsan/)
 #   make install  install to $(PREFIX) (default /usr/local)
@@ -26,7 +26,7 @@ test: build
 
 run: build
 	mkdir -p var
-	./build/examples/hello/evstore-hello ./var/hello
+	./build/src/server/evstored --data ./var/evstore
 
 asan: deps
 	cmake --preset asan
@@ -44,3 +44,16 @@ install: build
 
 clean:
 	rm -rf build build-debug build-asan build-tsan
+
+# Benchmarks (docs/performance.md): `make bench` runs every scenario and
+# writes charts to bench-results/; `make bench-quick` is the under-a-minute
+# smoke run. Pass options with BENCH_ARGS, e.g. BENCH_ARGS="--peers".
+BENCH_ARGS ?=
+
+.PHONY: bench bench-quick
+
+bench: build
+	./build/bench/evstore-bench $(BENCH_ARGS)
+
+bench-quick: build
+	./build/bench/evstore-bench --quick $(BENCH_ARGS)

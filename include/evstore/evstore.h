@@ -16,5 +16,6 @@
 #include "evstore/projection.h"
 /* The client of evstored: declarations only; its functions live in the
  * separate library libevstore_client (see client.h). */
+#include "evstore/client.h"
 
 #endif /* EVSTORE_EVSTORE_H */
