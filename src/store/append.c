@@ -809,7 +809,8 @@ static int evs__batch_try(evs_store *s, evs__req **reqs, size_t n,
   return rc;
 }
 
-static void evs__publish(evs_store *s, uint64_t head, int64_t ts) {
+static void evs__publish(evs_store *s, uint64_t head, int64_t ts,
+                         const evs__group_info *g) {
   pthread_mutex_lock(&s->c_mu);
   if (head > s->committed_head) {
     s->committed_head = head;
@@ -817,8 +818,12 @@ static void evs__publish(evs_store *s, uint64_t head, int64_t ts) {
   }
   s->commit_seq++;
   pthread_cond_broadcast(&s->c_cv);
-  for (evs__commit_listener *l = s->listeners; l; l = l->next)
-    l->fn(s->committed_head, l->payload);
+  for (evs__commit_listener *l = s->listeners; l; l = l->next) {
+    if (l->fn)
+      l->fn(s->committed_head, l->payload);
+    if (l->group_fn)
+      l->group_fn(g, l->payload);
+  }
   pthread_mutex_unlock(&s->c_mu);
 }
 
@@ -834,9 +839,16 @@ static int evs__fatal_to_evs(int rc, const char *what) {
   return evs__err(e, "%s: %s", what, rc > 0 ? strerror(rc) : mdb_strerror(rc));
 }
 
+static int64_t evs__mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 /* Runs a batch to completion: every request's rc is final afterwards. */
 static void evs__run_batch(evs_store *s, evs__req **reqs, size_t n) {
   evs__batch b;
+  int64_t t0 = evs__mono_ns();
   for (int attempt = 0;; attempt++) {
     int rc = evs__batch_try(s, reqs, n, &b);
     if (rc == 0) {
@@ -847,8 +859,11 @@ static void evs__run_batch(evs_store *s, evs__req **reqs, size_t n) {
                          __ATOMIC_RELAXED);
       __atomic_add_fetch(&s->n_bytes_written, b.bytes_written,
                          __ATOMIC_RELAXED);
-      if (b.events_written)
-        evs__publish(s, head, b.floor);
+      if (b.events_written) {
+        evs__group_info g = {head, n, b.events_written, b.bytes_written,
+                             evs__mono_ns() - t0};
+        evs__publish(s, head, b.floor, &g);
+      }
       return;
     }
     int grc = 0;
@@ -917,12 +932,6 @@ static void evs__pace(evs_store *s) {
       break;
   }
   s->lead_target = 0;
-}
-
-static int64_t evs__mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 /* Called with q_mu held and leader_active set; returns with q_mu held. */

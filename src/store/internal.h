@@ -126,12 +126,30 @@ int evs__stream_rec_decode(evs__stream_rec *s, const void *buf, size_t len);
 
 typedef struct evs__req evs__req;
 
-/* A listener woken after every commit (internal API for subscriptions). */
+/* What one group commit did (internal API for metrics). */
+typedef struct evs__group_info {
+  uint64_t head;        /* head of the log after the commit */
+  size_t requests;      /* requests in the group (appends, deletes, ...) */
+  uint64_t events;      /* events written */
+  uint64_t bytes;       /* record bytes written */
+  int64_t commit_ns;    /* time to apply and commit the group */
+} evs__group_info;
+
+/* A listener woken after every commit that wrote events (internal API for
+ * subscriptions and the server). Called with the store's commit mutex
+ * held: keep it tiny (signal a condition, uv_async_send). `group_fn`, when
+ * set, is called too, with the group's figures. */
 typedef struct evs__commit_listener {
   void (*fn)(uint64_t head, void *payload);
   void *payload;
   struct evs__commit_listener *next;
+  void (*group_fn)(const evs__group_info *g, void *payload);
 } evs__commit_listener;
+
+/* Sets *flag (under the commit mutex) and wakes every evs__wait_commit
+ * caller, so that a waiter passing `flag` as its cancel flag either sees
+ * it before sleeping or is woken. `value` is stored with release order. */
+void evs__set_wait_flag(evs_store *s, volatile int *flag, int value);
 
 struct evs_store {
   MDB_env *env;

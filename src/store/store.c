@@ -701,6 +701,13 @@ uint64_t evs__wait_commit(evs_store *s, uint64_t after, int timeout_ms,
   return head;
 }
 
+void evs__set_wait_flag(evs_store *s, volatile int *flag, int value) {
+  pthread_mutex_lock(&s->c_mu);
+  __atomic_store_n(flag, value, __ATOMIC_RELEASE);
+  pthread_cond_broadcast(&s->c_cv);
+  pthread_mutex_unlock(&s->c_mu);
+}
+
 void evs__wake_waiters(evs_store *s) {
   pthread_mutex_lock(&s->c_mu);
   pthread_cond_broadcast(&s->c_cv);
