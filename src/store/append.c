@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <zstd.h>
 
@@ -203,14 +204,17 @@ static int evs__prepare_append(evs_store *s, evs__req *r) {
   r->bytes = bytes;
   /* Ids must be distinct within the request. */
   if (total > 1) {
-    const evs_uuid **ids = malloc(total * sizeof *ids);
+    /* An array of pointers: sizeof *ids is the pointer's size. */
+    const evs_uuid **ids =
+        malloc(total * sizeof *ids); /* NOLINT(bugprone-sizeof-expression) */
     if (ids == NULL)
       return evs__err(EVS_ENOMEM, "out of memory");
     k = 0;
     for (size_t p = 0; p < r->nparts; p++)
       for (size_t i = 0; i < r->parts[p].count; i++)
         ids[k++] = &r->parts[p].events[i].id;
-    qsort(ids, total, sizeof *ids, evs__cmp_uuid);
+    qsort(ids, total, sizeof *ids, /* NOLINT(bugprone-sizeof-expression) */
+          evs__cmp_uuid);
     for (size_t i = 1; i < total; i++) {
       if (memcmp(ids[i - 1], ids[i], 16) == 0) {
         char txt[37];
@@ -614,7 +618,6 @@ static int evs__apply_append(evs__batch *b, evs__req *r) {
     memset(&one, 0, sizeof one);
   }
   int fatal = 0;
-  int rc = 0;
   if (r->fixed_ts) {
     if (r->fixed_ts < b->floor) {
       r->rc = evs__err(EVS_EINVAL,
@@ -632,7 +635,7 @@ static int evs__apply_append(evs__batch *b, evs__req *r) {
     b->ts = b->now > b->floor ? b->now : b->floor;
   }
   for (size_t p = 0; p < r->nparts; p++) {
-    rc = evs__check_part(b, r, p, &ps[p], &fatal);
+    int rc = evs__check_part(b, r, p, &ps[p], &fatal);
     if (fatal) {
       if (ps != &one)
         free(ps);
@@ -650,7 +653,7 @@ static int evs__apply_append(evs__batch *b, evs__req *r) {
   size_t off = 0;
   for (size_t p = 0; p < r->nparts; p++) {
     if (!ps[p].noop) {
-      rc = evs__write_part(b, r, p, &ps[p], off);
+      int rc = evs__write_part(b, r, p, &ps[p], off);
       if (rc) {
         if (ps != &one)
           free(ps);
@@ -827,6 +830,16 @@ static void evs__publish(evs_store *s, uint64_t head, int64_t ts,
   pthread_mutex_unlock(&s->c_mu);
 }
 
+/* LMDB reports a short write as EIO ("short write, filesystem full?"): on
+ * EIO, look at the filesystem and say what happened. */
+static int evs__disk_full(const evs_store *s) {
+  struct statvfs vfs;
+  if (statvfs(s->path, &vfs) != 0)
+    return 0;
+  /* Less than 64 KiB left for an unprivileged writer: full. */
+  return (uint64_t)vfs.f_bavail * vfs.f_frsize < 64u * 1024u;
+}
+
 static int evs__fatal_to_evs(int rc, const char *what) {
   if (rc <= EVS__ERRNO_END && rc > -30000)
     return rc; /* already an EVS code, detail set */
@@ -885,6 +898,9 @@ static void evs__run_batch(evs_store *s, evs__req **reqs, size_t n) {
       for (size_t i = 0; i < n; i++)
         evs__run_batch(s, &reqs[i], 1);
       return;
+    } else if ((rc == EIO || rc == -EIO || rc == EVS_EIO) &&
+               evs__disk_full(s)) {
+      grc = evs__fatal_to_evs(ENOSPC, "commit failed");
     } else {
       grc = evs__fatal_to_evs(rc, "commit failed");
     }

@@ -47,7 +47,7 @@ static int evs__reg_add(evs_store *s) {
   return 0;
 }
 
-static void evs__reg_del(evs_store *s) {
+static void evs__reg_del(const evs_store *s) {
   pthread_mutex_lock(&evs__reg_mu);
   for (size_t i = 0; i < 64; i++)
     if (evs__reg[i] == s)
@@ -159,7 +159,8 @@ int evs__grow_map(evs_store *s, int adopt_only) {
       if (next <= cur) {
         rc = evs__err(EVS_EMAPFULL,
                       "store is full: map size %llu bytes reached its "
-                      "configured maximum",
+                      "configured maximum; raise max_map_size (or free "
+                      "space with metadata limits and a compaction)",
                       (unsigned long long)cur);
       } else {
         int mrc = mdb_env_set_mapsize(s->env, (size_t)next);
