@@ -41,7 +41,9 @@
 #include <stdint.h>
 
 #include "evstore/errors.h"
+#include "evstore/projection.h"
 #include "evstore/read.h"
+#include "evstore/store.h"
 #include "evstore/types.h"
 #include "evstore/version.h"
 
@@ -101,6 +103,25 @@ EVS_EXTERN const char *evs_client_err_name(int code);
  */
 EVS_EXTERN int evs_client_ping(evs_client *c, uint64_t *head);
 
+/* The limits the server announced in its handshake. */
+typedef struct evs_client_limits {
+  uint64_t max_frame;      /* bytes of one request frame */
+  uint64_t max_events;     /* events of one append */
+  uint64_t max_event_size; /* data + metadata bytes of one event */
+} evs_client_limits;
+
+/* Fills *out with the limits of the current connection. */
+EVS_EXTERN void evs_client_get_limits(evs_client *c, evs_client_limits *out);
+
+/*
+ * The head of $all (*position, 0 when the log is empty) and the commit time
+ * of the event there (*timestamp_ns, 0 when empty), read together; either
+ * may be NULL. Needs no grant. Errors: EVS_EPROTO from a server that
+ * predates this operation ("unknown op"), EVS_ECONN, EVS_ETIMEDOUT.
+ */
+EVS_EXTERN int evs_client_head(evs_client *c, uint64_t *position,
+                               int64_t *timestamp_ns);
+
 /*
  * Appends `count` events to `stream` atomically, with the expected-version
  * check of evs_append() (EVS_EXPECT_ANY, EVS_EXPECT_NO_STREAM,
@@ -126,6 +147,18 @@ EVS_EXTERN int evs_client_append(evs_client *c, const char *stream,
  */
 EVS_EXTERN int evs_client_append_multi(evs_client *c, evs_append_part *parts,
                                        size_t nparts, size_t *failed_part);
+
+/*
+ * evs_append_at() over the wire (an import): appends like
+ * evs_client_append_multi(), committed with `timestamp_ns` instead of the
+ * current time, which must not be older than the commit time of the head
+ * of the log (EVS_EINVAL otherwise). The token needs a write grant on every
+ * part's stream. Errors: those of evs_client_append_multi(), and
+ * EVS_EPROTO from a server that predates it.
+ */
+EVS_EXTERN int evs_client_append_at(evs_client *c, evs_append_part *parts,
+                                    size_t nparts, int64_t timestamp_ns,
+                                    size_t *failed_part);
 
 /*
  * Pipelined appends from one thread: evs_client_append_send() sends the
@@ -196,12 +229,45 @@ typedef int (*evs_client_stream_cb)(const char *name, size_t name_len,
  * Lists streams whose name starts with `prefix` (NULL for all), in byte
  * order, after `after` (NULL to start at the first), fetching pages as
  * needed, until the end or until `cb` returns non-zero (then that value is
- * returned). info carries version, last_position, last_timestamp_ns and
- * flags only.
+ * returned). info carries version, last_position, last_timestamp_ns, flags
+ * and, from a server that sends them, the metadata (max_count, max_age_sec,
+ * truncate_before, custom: borrowed, valid during the call only).
  */
 EVS_EXTERN int evs_client_list_streams(evs_client *c, const char *prefix,
                                        const char *after, int include_deleted,
                                        evs_client_stream_cb cb, void *payload);
+
+/*
+ * evs_read_event() over the wire: a copy of the event at `position`,
+ * whatever its visibility (a low-level lookup). *out is the caller's;
+ * release it with evs_client_event_free(). The token needs a read grant on
+ * the event's stream. Errors: EVS_ENOTFOUND, EVS_EAUTH, EVS_EPROTO from a
+ * server that predates it, connection errors.
+ */
+EVS_EXTERN int evs_client_read_event(evs_client *c, uint64_t position,
+                                     evs_event **out);
+
+/* evs_find_event_id() over the wire: *position of the event with id `id`.
+ * Errors as for evs_client_read_event(). */
+EVS_EXTERN int evs_client_find_event_id(evs_client *c, const evs_uuid *id,
+                                        uint64_t *position);
+
+/* Frees an event from evs_client_read_event(). Accepts NULL. */
+EVS_EXTERN void evs_client_event_free(evs_event *ev);
+
+/*
+ * evs_state_fold() run by the server: the "stream-state" fold of
+ * `stream` as of a position and/or a time (0 = now). *out is compact JSON
+ * text to release with evs_client_state_free(); *version (may be NULL) is
+ * the version of the last event folded. Errors: those of evs_state_fold()
+ * (EVS_EINVAL when the stream is unfoldable: evs_client_last_error() names
+ * the event), EVS_ETOOLARGE (a state larger than a frame), EVS_EAUTH,
+ * EVS_EPROTO from a server that predates it, connection errors.
+ */
+EVS_EXTERN int evs_client_state(evs_client *c, const char *stream,
+                                uint64_t as_of_position, int64_t as_of_ns,
+                                char **out, int64_t *version);
+EVS_EXTERN void evs_client_state_free(char *json);
 
 /* evs_stream_set_metadata() over the wire. */
 EVS_EXTERN int evs_client_set_metadata(evs_client *c, const char *stream,
@@ -210,6 +276,53 @@ EVS_EXTERN int evs_client_set_metadata(evs_client *c, const char *stream,
 /* evs_stream_delete() over the wire (hard = 1 for a tombstone). */
 EVS_EXTERN int evs_client_delete(evs_client *c, const char *stream,
                                  int64_t expected, int hard);
+
+/* ---- administration ----------------------------------------------------- */
+
+/*
+ * evs_store_stats() of the server's store, with the full scan (byte and
+ * compression totals). The token needs a read grant on every stream
+ * ("read:*"). Errors: EVS_EAUTH, EVS_EPROTO from a server that predates it,
+ * connection errors.
+ */
+EVS_EXTERN int evs_client_stats(evs_client *c, evs_stats *out);
+
+/*
+ * evs_store_verify() of the server's store. `cb` (may be NULL) is called
+ * as by evs_store_verify(): for each problem found, and with `problem`
+ * NULL for progress; a non-zero return stops waiting (the server then
+ * stops the check) and is returned. The server sends at most 10000
+ * problems; out->errors counts them all. Runs on a connection of its own
+ * (the server sends progress at least every second, so the client's
+ * timeout applies between two frames, not to the whole check). The token
+ * needs "read:*". Errors: EVS_EAUTH, EVS_EBUSY (the server runs too many
+ * verify/replay operations), EVS_EPROTO from a server that predates it,
+ * connection errors, and those of evs_store_verify().
+ */
+EVS_EXTERN int evs_client_verify(evs_client *c, evs_verify_report *out,
+                                 evs_verify_cb cb, void *payload);
+
+/* Progress of a long operation: `done` of `total` (0 = unknown). Return
+ * non-zero to stop waiting. */
+typedef int (*evs_client_progress_cb)(uint64_t done, uint64_t total,
+                                      void *payload);
+
+/*
+ * Rebuilds built-in projection `projection` ("stream-state", "counts", see
+ * evs_proj_builtin()) in the views environment of the server's store, from
+ * position 0 up to the head, blue/green when it exists already (as
+ * evstore-cli replay does for a local store). `cb` (may be NULL) gets the
+ * progress; stopping early does not stop the rebuild on the server. On
+ * success (and on EVS_EHANDLER) *out (may be NULL) holds the projection's
+ * generation, checkpoint, head and events_applied; on EVS_EHANDLER also
+ * failed, error_position and error. Runs on a connection of its own. The
+ * token needs "rw:*". Errors: EVS_ENOTFOUND (unknown projection),
+ * EVS_EHANDLER, EVS_EBUSY (a replay is running), EVS_EAUTH, EVS_EPROTO from
+ * a server that predates it, connection and storage errors.
+ */
+EVS_EXTERN int evs_client_replay(evs_client *c, const char *projection,
+                                 evs_client_progress_cb cb, void *payload,
+                                 evs_proj_status *out);
 
 /* ---- subscriptions ------------------------------------------------------ */
 

@@ -637,8 +637,9 @@ static int append_finish(const evs__proto_reply *rep, evs_append_part *parts,
   return 0;
 }
 
+/* Appends; with at_ns != 0 as append_at, committed at that time. */
 static int append_parts(evs_client *c, evs_append_part *parts, size_t nparts,
-                        int multi, size_t *failed_part) {
+                        int multi, size_t *failed_part, int64_t at_ns) {
   evs__cl_clear_error();
   if (failed_part)
     *failed_part = 0;
@@ -649,6 +650,11 @@ static int append_parts(evs_client *c, evs_append_part *parts, size_t nparts,
   if (rc) {
     append_arg_free(&a);
     return rc;
+  }
+  if (at_ns) {
+    a.q.op = EVS__P_APPEND_AT;
+    a.q.timestamp_ns = at_ns;
+    a.q.has_timestamp = 1;
   }
   evs__cl_slot *s;
   rc = evs__cl_send(c, build_append, &a, &s);
@@ -668,7 +674,7 @@ int evs_client_append(evs_client *c, const char *stream, int64_t expected,
                       evs_event_data *events, size_t count,
                       evs_append_result *out) {
   evs_append_part part = { stream, expected, events, count, { 0 } };
-  int rc = append_parts(c, &part, 1, 0, NULL);
+  int rc = append_parts(c, &part, 1, 0, NULL, 0);
   if (out)
     *out = part.result;
   return rc;
@@ -676,7 +682,28 @@ int evs_client_append(evs_client *c, const char *stream, int64_t expected,
 
 int evs_client_append_multi(evs_client *c, evs_append_part *parts,
                             size_t nparts, size_t *failed_part) {
-  return append_parts(c, parts, nparts, 1, failed_part);
+  return append_parts(c, parts, nparts, 1, failed_part, 0);
+}
+
+int evs_client_append_at(evs_client *c, evs_append_part *parts, size_t nparts,
+                         int64_t timestamp_ns, size_t *failed_part) {
+  if (timestamp_ns <= 0) {
+    if (failed_part)
+      *failed_part = 0;
+    return evs__cl_err(EVS_EINVAL, "import timestamp must be positive");
+  }
+  return append_parts(c, parts, nparts, 1, failed_part, timestamp_ns);
+}
+
+void evs_client_get_limits(evs_client *c, evs_client_limits *out) {
+  memset(out, 0, sizeof *out);
+  if (c == NULL)
+    return;
+  pthread_mutex_lock(&c->mu);
+  out->max_frame = c->max_frame;
+  out->max_events = c->max_events;
+  out->max_event_size = c->max_event_size;
+  pthread_mutex_unlock(&c->mu);
 }
 
 int evs_client_append_send(evs_client *c, const char *stream, int64_t expected,
@@ -826,7 +853,13 @@ int evs_client_list_streams(evs_client *c, const char *prefix,
       info.last_timestamp_ns = st.last_timestamp_ns;
       info.flags = (st.deleted ? EVS_STREAM_DELETED : 0u) |
                    (st.tombstoned ? EVS_STREAM_TOMBSTONED : 0u);
-      info.truncate_before = -1;
+      info.max_count = st.max_count;
+      info.max_age_sec = st.max_age_sec;
+      info.truncate_before = st.truncate_before;
+      if (st.has_custom) {
+        info.custom = (void *)st.custom.data;
+        info.custom_len = st.custom.len;
+      }
       int stop = cb((const char *)st.name.data, st.name.len, &info, payload);
       if (stop) {
         free(body);

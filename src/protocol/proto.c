@@ -24,6 +24,13 @@ static const char *const op_names[EVS__P_OP_COUNT] = {
   [EVS__P_DELETE] = "delete",
   [EVS__P_SUBSCRIBE] = "subscribe",
   [EVS__P_UNSUBSCRIBE] = "unsubscribe",
+  [EVS__P_APPEND_AT] = "append_at",
+  [EVS__P_READ_EVENT] = "read_event",
+  [EVS__P_HEAD] = "head",
+  [EVS__P_STATE] = "state",
+  [EVS__P_STATS] = "stats",
+  [EVS__P_VERIFY] = "verify",
+  [EVS__P_REPLAY] = "replay",
 };
 
 const char *evs__proto_op_name(evs__proto_op op) {
@@ -35,7 +42,7 @@ const char *evs__proto_op_name(evs__proto_op op) {
 static const char *const kind_names[EVS__K_COUNT] = {
   [EVS__K_REPLY] = "reply",         [EVS__K_EVENTS] = "events",
   [EVS__K_CAUGHT_UP] = "caught_up", [EVS__K_SUB_END] = "sub_end",
-  [EVS__K_GOODBYE] = "goodbye",
+  [EVS__K_GOODBYE] = "goodbye",     [EVS__K_PROGRESS] = "progress",
 };
 
 const char *evs__proto_kind_name(evs__proto_kind kind) {
@@ -187,7 +194,21 @@ int evs__proto_err_from_name(evs_slice name) {
   XX(STREAMS, "streams")                                                       \
   XX(NAME, "name")                                                             \
   XX(HEAD, "head")                                                             \
-  XX(TIME, "time")
+  XX(TIME, "time")                                                             \
+  XX(HEAD_TIMESTAMP, "head_timestamp")                                         \
+  XX(PROJECTION, "projection")                                                 \
+  XX(EVENT, "event")                                                           \
+  XX(STATE, "state")                                                           \
+  XX(STATS, "stats")                                                           \
+  XX(EVENTS_CHECKED, "events_checked")                                         \
+  XX(STREAMS_CHECKED, "streams_checked")                                       \
+  XX(ERRORS, "errors")                                                         \
+  XX(GENERATION, "generation")                                                 \
+  XX(EVENTS_APPLIED, "events_applied")                                         \
+  XX(ERROR_POSITION, "error_position")                                         \
+  XX(DONE, "done")                                                             \
+  XX(TOTAL, "total")                                                           \
+  XX(PROBLEM, "problem")
 
 enum {
   K_UNKNOWN = 0,
@@ -346,7 +367,12 @@ static const char *type_word(int key) {
   case K_MESSAGE:
   case K_SERVER:
   case K_NAME:
+  case K_PROJECTION:
+  case K_PROBLEM:
     return "a string";
+  case K_EVENT:
+  case K_STATS:
+    return "a map";
   case K_EVENTS:
   case K_PARTS:
   case K_RESULTS:
@@ -366,6 +392,7 @@ static const char *type_word(int key) {
   case K_DATA:
   case K_METADATA:
   case K_CUSTOM:
+  case K_STATE:
     return "bin or str bytes";
   case K_RID:
   case K_PROTOCOL:
@@ -379,6 +406,14 @@ static const char *type_word(int key) {
   case K_BATCH:
   case K_SUB:
   case K_POSITION:
+  case K_EVENTS_CHECKED:
+  case K_STREAMS_CHECKED:
+  case K_ERRORS:
+  case K_GENERATION:
+  case K_EVENTS_APPLIED:
+  case K_ERROR_POSITION:
+  case K_DONE:
+  case K_TOTAL:
     return "an unsigned integer";
   default:
     return "an integer";
@@ -684,6 +719,18 @@ int evs__proto_decode_request(evs__proto_request *req, const void *body,
     case K_SUB:
       rc = rd_uint(&r, &req->sub, &req->has_sub);
       break;
+    case K_TIMESTAMP:
+      rc = rd_int(&r, &req->timestamp_ns, &req->has_timestamp);
+      break;
+    case K_POSITION:
+      rc = rd_uint(&r, &req->position, &req->has_position);
+      break;
+    case K_ID:
+      rc = rd_id(&r, req->id, &req->has_id);
+      break;
+    case K_PROJECTION:
+      rc = rd_str(&r, &req->projection, &req->has_projection);
+      break;
     default:
       /* Unknown keys are skipped: newer clients may send more. */
       if (evs__mp_skip(&r))
@@ -715,6 +762,7 @@ int evs__proto_decode_request(evs__proto_request *req, const void *body,
   case EVS__P_STREAM_INFO:
   case EVS__P_SET_METADATA:
   case EVS__P_DELETE:
+  case EVS__P_STATE:
     if (!req->has_stream)
       return fail(err, errlen, EVS_EPROTO, "%s without 'stream'",
                   op_names[req->op]);
@@ -722,6 +770,19 @@ int evs__proto_decode_request(evs__proto_request *req, const void *body,
   case EVS__P_UNSUBSCRIBE:
     if (!req->has_sub)
       return fail(err, errlen, EVS_EPROTO, "unsubscribe without 'sub'");
+    break;
+  case EVS__P_APPEND_AT:
+    if (!req->has_timestamp)
+      return fail(err, errlen, EVS_EPROTO, "append_at without 'timestamp'");
+    break;
+  case EVS__P_READ_EVENT:
+    if (req->has_position == req->has_id)
+      return fail(err, errlen, EVS_EPROTO,
+                  "read_event needs either 'position' or 'id'");
+    break;
+  case EVS__P_REPLAY:
+    if (!req->has_projection)
+      return fail(err, errlen, EVS_EPROTO, "replay without 'projection'");
     break;
   case EVS__P_READ_ALL:
   case EVS__P_SUBSCRIBE:
@@ -733,7 +794,7 @@ int evs__proto_decode_request(evs__proto_request *req, const void *body,
   default:
     break;
   }
-  if (req->op != EVS__P_APPEND)
+  if (req->op != EVS__P_APPEND && req->op != EVS__P_APPEND_AT)
     return 0;
 
   /* Append: exactly one of "stream"+"events" and "parts". */
@@ -867,8 +928,16 @@ int evs__proto_encode_request(evs__buf *b, const evs__proto_request *q) {
       w_str_kv(b, &m, "client", q->client);
     break;
   case EVS__P_PING:
+  case EVS__P_HEAD:
+  case EVS__P_STATS:
+  case EVS__P_VERIFY:
     break;
   case EVS__P_APPEND:
+  case EVS__P_APPEND_AT:
+    if (q->op == EVS__P_APPEND_AT) {
+      evs__mp_w_key(b, &m, "timestamp");
+      evs__mp_w_int(b, q->timestamp_ns);
+    }
     if (q->multi) {
       evs__mp_w_key(b, &m, "parts");
       evs__mp_w_array(b, q->nparts);
@@ -987,6 +1056,30 @@ int evs__proto_encode_request(evs__buf *b, const evs__proto_request *q) {
   case EVS__P_UNSUBSCRIBE:
     evs__mp_w_key(b, &m, "sub");
     evs__mp_w_uint(b, q->sub);
+    break;
+  case EVS__P_READ_EVENT:
+    if (q->has_position) {
+      evs__mp_w_key(b, &m, "position");
+      evs__mp_w_uint(b, q->position);
+    }
+    if (q->has_id) {
+      evs__mp_w_key(b, &m, "id");
+      evs__mp_w_bin(b, q->id, 16);
+    }
+    break;
+  case EVS__P_STATE:
+    w_str_kv(b, &m, "stream", q->stream);
+    if (q->as_of_position) {
+      evs__mp_w_key(b, &m, "as_of_position");
+      evs__mp_w_uint(b, q->as_of_position);
+    }
+    if (q->as_of_ns) {
+      evs__mp_w_key(b, &m, "as_of");
+      evs__mp_w_int(b, q->as_of_ns);
+    }
+    break;
+  case EVS__P_REPLAY:
+    w_str_kv(b, &m, "projection", q->projection);
     break;
   default:
     break;
@@ -1128,10 +1221,8 @@ void evs__proto_cursor_init(evs__proto_cursor *c, evs_slice raw,
   }
 }
 
-int evs__proto_next_event(evs__proto_cursor *c, evs__proto_event *ev) {
-  if (c->left == 0)
-    return 0;
-  evs__mp_reader *r = &c->r;
+/* Decodes one recorded event map (every key but the payloads required). */
+static int decode_recorded(evs__mp_reader *r, evs__proto_event *ev) {
   uint32_t n;
   memset(ev, 0, sizeof *ev);
   if (evs__mp_read_map(r, &n))
@@ -1177,6 +1268,14 @@ int evs__proto_next_event(evs__proto_cursor *c, evs__proto_event *ev) {
   }
   if (!has_type || !has_id || !has_pos || !has_stream)
     return EVS_EPROTO;
+  return 0;
+}
+
+int evs__proto_next_event(evs__proto_cursor *c, evs__proto_event *ev) {
+  if (c->left == 0)
+    return 0;
+  if (decode_recorded(&c->r, ev))
+    return EVS_EPROTO;
   c->left--;
   return 1;
 }
@@ -1221,6 +1320,7 @@ int evs__proto_next_stream(evs__proto_cursor *c, evs__proto_stream_entry *out) {
     return 0;
   uint32_t n;
   memset(out, 0, sizeof *out);
+  out->truncate_before = -1;
   if (evs__mp_read_map(&c->r, &n))
     return EVS_EPROTO;
   int has_name = 0;
@@ -1248,6 +1348,18 @@ int evs__proto_next_stream(evs__proto_cursor *c, evs__proto_stream_entry *out) {
     case K_TOMBSTONED:
       rc = rd_bool(&c->r, &out->tombstoned);
       break;
+    case K_MAX_COUNT:
+      rc = rd_uint(&c->r, &out->max_count, NULL);
+      break;
+    case K_MAX_AGE:
+      rc = rd_uint(&c->r, &out->max_age_sec, NULL);
+      break;
+    case K_TRUNCATE_BEFORE:
+      rc = rd_int(&c->r, &out->truncate_before, NULL);
+      break;
+    case K_CUSTOM:
+      rc = rd_bytes(&c->r, &out->custom, &out->has_custom);
+      break;
     default:
       rc = evs__mp_skip(&c->r);
       break;
@@ -1259,6 +1371,75 @@ int evs__proto_next_stream(evs__proto_cursor *c, evs__proto_stream_entry *out) {
     return EVS_EPROTO;
   c->left--;
   return 1;
+}
+
+/* The keys of a "stats" map, in the order they are written. */
+#define EVS__STATS_KEYS(XX)                                                    \
+  XX(events, events)                                                           \
+  XX(streams, streams)                                                         \
+  XX(event_types, event_types)                                                 \
+  XX(categories, categories)                                                   \
+  XX(last_position, last_position)                                             \
+  XX(file_size, file_size)                                                     \
+  XX(map_size, map_size)                                                       \
+  XX(map_used, map_used)                                                       \
+  XX(page_size, page_size)                                                     \
+  XX(data_bytes_raw, data_bytes_raw)                                           \
+  XX(data_bytes_stored, data_bytes_stored)                                     \
+  XX(compressed_events, compressed_events)
+
+void evs__proto_w_stats(evs__buf *b, const evs__proto_stats *st) {
+  evs__mp_open m = evs__mp_w_map_open(b);
+#define W_STAT(key, field)                                                     \
+  evs__mp_w_key(b, &m, #key);                                                  \
+  evs__mp_w_uint(b, st->field);
+  EVS__STATS_KEYS(W_STAT)
+#undef W_STAT
+  evs__mp_w_key(b, &m, "last_timestamp");
+  evs__mp_w_int(b, st->last_timestamp_ns);
+  evs__mp_w_map_close(b, &m);
+}
+
+/* Reads a "stats" map; unknown keys are skipped. */
+static int rd_stats(evs__mp_reader *r, evs__proto_stats *st, int *has) {
+  int present;
+  if (rd_nil(r, &present))
+    return 0;
+  uint32_t n;
+  if (evs__mp_read_map(r, &n))
+    return EVS_EPROTO;
+  memset(st, 0, sizeof *st);
+  for (uint32_t i = 0; i < n; i++) {
+    evs_slice k;
+    if (evs__mp_read_str(r, &k))
+      return EVS_EPROTO;
+    int rc;
+#define R_STAT(key, field)                                                     \
+  if (slice_eq(k, #key)) {                                                     \
+    rc = rd_uint(r, &st->field, NULL);                                         \
+  } else
+    EVS__STATS_KEYS(R_STAT)
+#undef R_STAT
+    if (slice_eq(k, "last_timestamp"))
+      rc = rd_int(r, &st->last_timestamp_ns, NULL);
+    else
+      rc = evs__mp_skip(r);
+    if (rc)
+      return EVS_EPROTO;
+  }
+  *has = 1;
+  return 0;
+}
+
+/* Reads a recorded event map into *ev (slices into the reader's bytes). */
+static int rd_event(evs__mp_reader *r, evs__proto_event *ev, int *has) {
+  int present;
+  if (rd_nil(r, &present))
+    return 0;
+  if (decode_recorded(r, ev))
+    return EVS_EPROTO;
+  *has = 1;
+  return 0;
 }
 
 /* Reads an array value into raw/count and checks every element with
@@ -1443,6 +1624,45 @@ int evs__proto_decode_reply(evs__proto_reply *rep, const void *body, size_t len,
       break;
     case K_TIME:
       rc = rd_int(&r, &rep->time_ns, NULL);
+      break;
+    case K_HEAD_TIMESTAMP:
+      rc = rd_int(&r, &rep->head_timestamp_ns, NULL);
+      break;
+    case K_EVENT:
+      rc = rd_event(&r, &rep->event, &rep->has_event);
+      break;
+    case K_STATE:
+      rc = rd_bytes(&r, &rep->state, &rep->has_state);
+      break;
+    case K_STATS:
+      rc = rd_stats(&r, &rep->stats, &rep->has_stats);
+      break;
+    case K_EVENTS_CHECKED:
+      rc = rd_uint(&r, &rep->events_checked, NULL);
+      break;
+    case K_STREAMS_CHECKED:
+      rc = rd_uint(&r, &rep->streams_checked, NULL);
+      break;
+    case K_ERRORS:
+      rc = rd_uint(&r, &rep->errors, NULL);
+      break;
+    case K_GENERATION:
+      rc = rd_uint(&r, &rep->generation, NULL);
+      break;
+    case K_EVENTS_APPLIED:
+      rc = rd_uint(&r, &rep->events_applied, NULL);
+      break;
+    case K_ERROR_POSITION:
+      rc = rd_uint(&r, &rep->error_position, NULL);
+      break;
+    case K_DONE:
+      rc = rd_uint(&r, &rep->done, NULL);
+      break;
+    case K_TOTAL:
+      rc = rd_uint(&r, &rep->total, NULL);
+      break;
+    case K_PROBLEM:
+      rc = rd_str(&r, &rep->problem, &rep->has_problem);
       break;
     default:
       if (evs__mp_skip(&r))

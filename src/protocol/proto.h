@@ -50,6 +50,15 @@ typedef enum evs__proto_op {
   EVS__P_DELETE,
   EVS__P_SUBSCRIBE,
   EVS__P_UNSUBSCRIBE,
+  /* Added after the first release of protocol 1 (additive: a server
+   * that predates them answers "unknown op"). */
+  EVS__P_APPEND_AT,
+  EVS__P_READ_EVENT,
+  EVS__P_HEAD,
+  EVS__P_STATE,
+  EVS__P_STATS,
+  EVS__P_VERIFY,
+  EVS__P_REPLAY,
   EVS__P_OP_COUNT
 } evs__proto_op;
 
@@ -63,6 +72,7 @@ typedef enum evs__proto_kind {
   EVS__K_CAUGHT_UP,
   EVS__K_SUB_END,
   EVS__K_GOODBYE,
+  EVS__K_PROGRESS, /* interim frames of verify and replay */
   EVS__K_COUNT
 } evs__proto_kind;
 
@@ -167,6 +177,20 @@ typedef struct evs__proto_request {
   uint64_t sub;
   int has_sub;
 
+  /* append_at: the commit timestamp (ns) */
+  int64_t timestamp_ns;
+  int has_timestamp;
+
+  /* read_event: by position or by id */
+  uint64_t position;
+  int has_position;
+  uint8_t id[16];
+  int has_id;
+
+  /* replay */
+  evs_slice projection;
+  int has_projection;
+
   /* append: one part for the single-stream form, several for "parts" */
   int multi;              /* 1 when sent as "parts" */
   evs__proto_part *parts; /* owned; free with evs__proto_request_free() */
@@ -267,7 +291,9 @@ typedef struct evs__proto_result {
   int idempotent;
 } evs__proto_result;
 
-/* A stream of a list_streams reply. */
+/* A stream of a list_streams reply. The metadata keys are sent by
+ * servers that know the operations added later (0 / -1 / absent
+ * before). */
 typedef struct evs__proto_stream_entry {
   evs_slice name;
   int64_t version;
@@ -275,7 +301,32 @@ typedef struct evs__proto_stream_entry {
   int64_t last_timestamp_ns;
   int deleted;
   int tombstoned;
+  uint64_t max_count;
+  uint64_t max_age_sec;
+  int64_t truncate_before; /* -1 = none */
+  evs_slice custom;
+  int has_custom;
 } evs__proto_stream_entry;
+
+/* The "stats" map of a stats reply (the fields of evs_stats). */
+typedef struct evs__proto_stats {
+  uint64_t events;
+  uint64_t streams;
+  uint64_t event_types;
+  uint64_t categories;
+  uint64_t last_position;
+  int64_t last_timestamp_ns;
+  uint64_t file_size;
+  uint64_t map_size;
+  uint64_t map_used;
+  uint64_t page_size;
+  uint64_t data_bytes_raw;
+  uint64_t data_bytes_stored;
+  uint64_t compressed_events;
+} evs__proto_stats;
+
+/* Writes `st` as the value of a "stats" key. */
+void evs__proto_w_stats(evs__buf *b, const evs__proto_stats *st);
 
 /*
  * A decoded server frame. Arrays (events, results, streams) are validated
@@ -335,9 +386,38 @@ typedef struct evs__proto_reply {
   evs_slice streams_raw;
   uint32_t nstreams;
 
-  /* ping */
+  /* ping, head */
   uint64_t head;
   int64_t time_ns;
+  int64_t head_timestamp_ns;
+
+  /* read_event: the event (slices into the body) */
+  evs__proto_event event;
+  int has_event;
+
+  /* state: compact JSON text */
+  evs_slice state;
+  int has_state;
+
+  /* stats */
+  evs__proto_stats stats;
+  int has_stats;
+
+  /* verify */
+  uint64_t events_checked;
+  uint64_t streams_checked;
+  uint64_t errors;
+
+  /* replay (with checkpoint and head above) */
+  uint64_t generation;
+  uint64_t events_applied;
+  uint64_t error_position;
+
+  /* progress */
+  uint64_t done;
+  uint64_t total;
+  evs_slice problem;
+  int has_problem;
 } evs__proto_reply;
 
 /*

@@ -226,3 +226,14 @@ int evsd_auth_scope(const evsd_token *tok, evs_slice prefix,
   }
   return 0;
 }
+
+int evsd_auth_all(const evsd_token *tok, int write) {
+  if (tok == NULL)
+    return 1;
+  for (size_t i = 0; i < tok->ngrants; i++) {
+    const evsd_grant *g = &tok->grants[i];
+    if (g->all && (write ? g->write : g->read))
+      return 1;
+  }
+  return 0;
+}

@@ -70,6 +70,7 @@ void evsd_conn_close(evsd_conn *c, const char *reason) {
            (unsigned long long)c->id, c->peer,
            evsd_q(q, sizeof q, reason, strlen(reason)));
   evsd_subs_cancel_all(c);
+  evsd_jobs_cancel(c->srv, c);
   if (c->reading) {
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;

@@ -130,6 +130,8 @@ struct evsd_append {
   evsd_conn *c;
   uint64_t rid;
   int multi;
+  int at; /* append_at: committed with timestamp at_ns */
+  int64_t at_ns;
   uint8_t *body; /* a copy of the frame body: data, metadata */
   char *names;   /* NUL-terminated stream and type names */
   evs_append_part *parts;
@@ -201,6 +203,17 @@ static void *submitter_main(void *arg) {
     if (q->head == NULL)
       q->tail = NULL;
     pthread_mutex_unlock(&q->mu);
+    if (op->at) {
+      /* An import with original timestamps: evs_append_at has no
+       * asynchronous form, so this submitter waits for its commit, which
+       * keeps it in order with the connection's other appends. */
+      size_t failed = 0;
+      int rc = evs_append_at(q->srv->store, op->parts, op->nparts, op->at_ns,
+                             &failed);
+      append_cb(rc, op->parts, op->nparts, failed, op);
+      pthread_mutex_lock(&q->mu);
+      continue;
+    }
     int rc =
         evs_append_async(q->srv->store, op->parts, op->nparts, append_cb, op);
     if (rc) {
@@ -417,6 +430,8 @@ static void do_append(evsd_conn *c, evs__proto_request *req,
   op->c = c;
   op->rid = req->rid;
   op->multi = req->multi;
+  op->at = req->op == EVS__P_APPEND_AT;
+  op->at_ns = req->timestamp_ns;
   op->body = malloc(len);
   op->names = malloc(names_len ? names_len : 1);
   op->parts = calloc(req->nparts, sizeof *op->parts);
@@ -473,7 +488,8 @@ typedef struct evsd_work {
   uv_work_t req;
   evsd_conn *c;
   evsd_server *srv;
-  evs__proto_request q; /* scalar fields only: its slices are cleared */
+  evs__proto_request q;    /* scalar fields only: its slices are cleared */
+  const evsd_token *token; /* the connection's (lives as long as the server) */
   char *stream, *prefix, *category, *event_type, *after;
   void *custom;
   size_t custom_len;
@@ -729,7 +745,7 @@ static void work_list_streams(evsd_work *w) {
     }
     if (arr.n >= limit)
       break;
-    evs__mp_w_map(b, 6);
+    evs__mp_w_map(b, info.custom ? 10 : 9);
     evs__mp_w_cstr(b, "name");
     evs__mp_w_str(b, name.data, name.len);
     evs__mp_w_cstr(b, "version");
@@ -742,6 +758,16 @@ static void work_list_streams(evsd_work *w) {
     evs__mp_w_bool(b, (info.flags & EVS_STREAM_DELETED) != 0);
     evs__mp_w_cstr(b, "tombstoned");
     evs__mp_w_bool(b, (info.flags & EVS_STREAM_TOMBSTONED) != 0);
+    evs__mp_w_cstr(b, "max_count");
+    evs__mp_w_uint(b, info.max_count);
+    evs__mp_w_cstr(b, "max_age");
+    evs__mp_w_uint(b, info.max_age_sec);
+    evs__mp_w_cstr(b, "truncate_before");
+    evs__mp_w_int(b, info.truncate_before);
+    if (info.custom) {
+      evs__mp_w_cstr(b, "custom");
+      evs__mp_w_bin(b, info.custom, info.custom_len);
+    }
     arr.n++;
   }
   evs_streams_free(it);
@@ -794,6 +820,131 @@ static void work_delete(evsd_work *w) {
   evs__proto_frame_close(&w->out, &f);
 }
 
+/* head: the last position and its commit time, in one read. */
+static void work_head(evsd_work *w) {
+  evs_stats st;
+  int rc = evs_store_stats(w->srv->store, &st, 0);
+  if (rc) {
+    error_frame(w, rc, evs_last_error());
+    return;
+  }
+  evs__proto_frame f;
+  evs__proto_frame_open(&w->out, &f, EVS__K_REPLY, w->q.rid, 0, NULL);
+  evs__mp_w_key(&w->out, &f.map, "head");
+  evs__mp_w_uint(&w->out, st.last_position);
+  evs__mp_w_key(&w->out, &f.map, "head_timestamp");
+  evs__mp_w_int(&w->out, st.last_timestamp_ns);
+  evs__proto_frame_close(&w->out, &f);
+}
+
+/* read_event: one event by position or id, whatever its visibility; the
+ * token must be allowed to read its stream. */
+static void work_read_event(evsd_work *w) {
+  evs_store *store = w->srv->store;
+  uint64_t pos = w->q.position;
+  int rc = 0;
+  if (w->q.has_id) {
+    evs_uuid id;
+    memcpy(id.bytes, w->q.id, 16);
+    rc = evs_find_event_id(store, &id, &pos);
+  }
+  evs_event *ev = NULL;
+  if (rc == 0)
+    rc = evs_read_event(store, pos, &ev);
+  if (rc) {
+    const char *d = evs_last_error();
+    error_frame(w, rc,
+                d[0]          ? d
+                : w->q.has_id ? "no event with that id"
+                              : "no event at that position");
+    return;
+  }
+  if (!evsd_auth_stream(w->token, 0, ev->stream)) {
+    EVSD_ADD(w->srv->metrics.auth_failures, 1);
+    char msg[400];
+    snprintf(msg, sizeof msg,
+             "this token (%s of the tokens file) may not read stream "
+             "'%.*s'",
+             w->token ? w->token->label : "?",
+             (int)(ev->stream.len > 255 ? 255 : ev->stream.len),
+             (const char *)ev->stream.data);
+    evs_event_free(ev);
+    error_frame(w, EVS_EAUTH, msg);
+    return;
+  }
+  evs__proto_frame f;
+  evs__proto_frame_open(&w->out, &f, EVS__K_REPLY, w->q.rid, 0, NULL);
+  evs__mp_w_key(&w->out, &f.map, "event");
+  evs__proto_event pe;
+  to_proto_event(ev, &pe);
+  evs__proto_w_event(&w->out, &pe);
+  evs__proto_frame_close(&w->out, &f);
+  evs_event_free(ev);
+  w->nevents = 1;
+}
+
+/* state: the "stream-state" fold of a stream (evs_state_fold), so that it
+ * is the same text whichever side folds it. */
+static void work_state(evsd_work *w) {
+  char *state = NULL;
+  int64_t version = EVS_VERSION_NONE;
+  int rc = evs_state_fold(&state, &version, w->srv->store, w->stream,
+                          w->q.as_of_position, w->q.as_of_ns);
+  if (rc) {
+    error_frame(w, rc, evs_last_error());
+    return;
+  }
+  size_t len = strlen(state);
+  if (len + 1024 > w->srv->cfg->max_frame) {
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "the state of this stream has %zu bytes, more than a frame "
+             "(%u bytes) can carry",
+             len, w->srv->cfg->max_frame);
+    evs_state_free(state);
+    error_frame(w, EVS_ETOOLARGE, msg);
+    return;
+  }
+  evs__proto_frame f;
+  evs__proto_frame_open(&w->out, &f, EVS__K_REPLY, w->q.rid, 0, NULL);
+  evs__mp_w_key(&w->out, &f.map, "state");
+  evs__mp_w_bin(&w->out, state, len);
+  evs__mp_w_key(&w->out, &f.map, "version");
+  evs__mp_w_int(&w->out, version);
+  evs__proto_frame_close(&w->out, &f);
+  evs_state_free(state);
+}
+
+/* stats: evs_store_stats with the full scan (byte and compression
+ * totals). */
+static void work_stats(evsd_work *w) {
+  evs_stats st;
+  int rc = evs_store_stats(w->srv->store, &st, 1);
+  if (rc) {
+    error_frame(w, rc, evs_last_error());
+    return;
+  }
+  evs__proto_stats ps;
+  ps.events = st.events;
+  ps.streams = st.streams;
+  ps.event_types = st.event_types;
+  ps.categories = st.categories;
+  ps.last_position = st.last_position;
+  ps.last_timestamp_ns = st.last_timestamp_ns;
+  ps.file_size = st.file_size;
+  ps.map_size = st.map_size;
+  ps.map_used = st.map_used;
+  ps.page_size = st.page_size;
+  ps.data_bytes_raw = st.data_bytes_raw;
+  ps.data_bytes_stored = st.data_bytes_stored;
+  ps.compressed_events = st.compressed_events;
+  evs__proto_frame f;
+  evs__proto_frame_open(&w->out, &f, EVS__K_REPLY, w->q.rid, 0, NULL);
+  evs__mp_w_key(&w->out, &f.map, "stats");
+  evs__proto_w_stats(&w->out, &ps);
+  evs__proto_frame_close(&w->out, &f);
+}
+
 static void work_cb(uv_work_t *req) {
   evsd_work *w = req->data;
   switch (w->q.op) {
@@ -820,6 +971,20 @@ static void work_cb(uv_work_t *req) {
   case EVS__P_DELETE:
     work_delete(w);
     EVSD_ADD(w->srv->metrics.writes_delete, 1);
+    break;
+  case EVS__P_HEAD:
+    work_head(w);
+    break;
+  case EVS__P_READ_EVENT:
+    work_read_event(w);
+    EVSD_ADD(w->srv->metrics.reads_info, 1);
+    break;
+  case EVS__P_STATE:
+    work_state(w);
+    EVSD_ADD(w->srv->metrics.reads_stream, 1);
+    break;
+  case EVS__P_STATS:
+    work_stats(w);
     break;
   default:
     error_frame(w, EVS_EPROTO, "operation not handled by the pool");
@@ -866,6 +1031,7 @@ static void queue_work(evsd_conn *c, evs__proto_request *req) {
   }
   w->c = c;
   w->srv = srv;
+  w->token = c->token;
   w->req.data = w;
   w->q = *req;
   w->q.parts = NULL;
@@ -876,7 +1042,7 @@ static void queue_work(evsd_conn *c, evs__proto_request *req) {
   evs_slice *slices[] = { &w->q.op_name,    &w->q.token,         &w->q.client,
                           &w->q.stream,     &w->q.stream_prefix, &w->q.category,
                           &w->q.event_type, &w->q.prefix,        &w->q.after,
-                          &w->q.custom };
+                          &w->q.custom,     &w->q.projection };
   for (size_t i = 0; i < sizeof slices / sizeof slices[0]; i++)
     memset(slices[i], 0, sizeof *slices[i]);
   if (copy_opt(c, req->rid, req->stream, req->has_stream, "stream name",
@@ -939,10 +1105,26 @@ void evsd_dispatch(evsd_conn *c, evs__proto_request *req, const uint8_t *body,
     do_ping(c, req->rid);
     return;
   case EVS__P_APPEND:
+  case EVS__P_APPEND_AT:
     do_append(c, req, body, len);
+    return;
+  case EVS__P_HEAD:
+  case EVS__P_READ_EVENT: /* the grant is checked on the event's stream */
+    break;
+  case EVS__P_STATS:
+    if (!evsd_auth_all(tok, 0)) {
+      evs_slice what = { "*", 1 };
+      deny(c, req->rid, "read the statistics of all of", what);
+      return;
+    }
+    break;
+  case EVS__P_VERIFY:
+  case EVS__P_REPLAY:
+    evsd_job_start(c, req);
     return;
   case EVS__P_READ_STREAM:
   case EVS__P_STREAM_INFO:
+  case EVS__P_STATE:
     if (!evsd_auth_stream(tok, 0, req->stream)) {
       deny(c, req->rid, "read stream", req->stream);
       return;

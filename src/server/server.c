@@ -41,6 +41,10 @@ static void on_done_async(uv_async_t *h) {
   evsd_appends_drain(h->data);
 }
 
+static void on_job_async(uv_async_t *h) {
+  evsd_jobs_flush(h->data);
+}
+
 static void maybe_finish(evsd_server *srv) {
   if (srv->stopping && !srv->handles_closed && srv->nconns == 0 &&
       srv->pending == 0)
@@ -66,6 +70,7 @@ static void begin_stop(evsd_server *srv, const char *why) {
   srv->stop_ms = evsd_now_ms(srv);
   evsd_log(EVSD_INFO, "event=stopping reason=%s connections=%u", why,
            srv->nconns);
+  evsd_jobs_cancel(srv, NULL);
   if (!uv_is_closing((uv_handle_t *)&srv->listener))
     uv_close((uv_handle_t *)&srv->listener, NULL);
   evsd_conn *next;
@@ -111,6 +116,7 @@ static void on_tick(uv_timer_t *t) {
     if (srv->stopping && !c->closing && now - srv->stop_ms > EVSD_STOP_GRACE_MS)
       evsd_conn_close(c, "shutdown grace period over");
   }
+  evsd_jobs_tick(srv, now);
   uint64_t n, lag_max, lag_sum;
   evsd_subs_gauges(srv, &n, &lag_max, &lag_sum);
   EVSD_SET(srv->metrics.sub_lag_max, lag_max);
@@ -132,6 +138,7 @@ static void close_handles(evsd_server *srv) {
   evs__remove_commit_listener(srv->store, &srv->commit_listener);
   uv_close((uv_handle_t *)&srv->done_async, NULL);
   uv_close((uv_handle_t *)&srv->commit_async, NULL);
+  uv_close((uv_handle_t *)&srv->job_async, NULL);
   uv_close((uv_handle_t *)&srv->tick, NULL);
   uv_close((uv_handle_t *)&srv->sig_int, NULL);
   uv_close((uv_handle_t *)&srv->sig_term, NULL);
@@ -199,10 +206,12 @@ int evsd_server_run(evsd_config *cfg, evs_store *store, evsd_auth *auth) {
   srv->auth = auth;
   evsd_metrics_init(&srv->metrics);
   pthread_mutex_init(&srv->done_mu, NULL);
+  pthread_mutex_init(&srv->views_mu, NULL);
   if (evsd_submitters_start(srv)) {
     evsd_log(EVSD_ERROR, "event=thread_start_failed");
     evsd_submitters_stop(srv);
     pthread_mutex_destroy(&srv->done_mu);
+    pthread_mutex_destroy(&srv->views_mu);
     evsd_metrics_destroy(&srv->metrics);
     uv_loop_close(&loop);
     free(srv);
@@ -216,6 +225,8 @@ int evsd_server_run(evsd_config *cfg, evs_store *store, evsd_auth *auth) {
   srv->done_async.data = srv;
   uv_async_init(&loop, &srv->commit_async, on_commit_async);
   srv->commit_async.data = srv;
+  uv_async_init(&loop, &srv->job_async, on_job_async);
+  srv->job_async.data = srv;
   uv_timer_init(&loop, &srv->tick);
   srv->tick.data = srv;
   uv_signal_init(&loop, &srv->sig_int);
@@ -295,8 +306,11 @@ fail:
   close_handles(srv);
   uv_run(&loop, UV_RUN_DEFAULT);
 done:
-  /* Every append was answered (nothing pending): the queues are empty. */
+  /* Every append was answered (nothing pending): the queues are empty,
+   * and no replay uses the views any more. */
   evsd_submitters_stop(srv);
+  evs_views_close(srv->views);
+  srv->views = NULL;
   evsd_http_stop(srv);
   rc = uv_loop_close(&loop);
   if (rc)
@@ -305,6 +319,7 @@ done:
     evsd_log(EVSD_INFO, "event=stopped head=%llu",
              (unsigned long long)EVSD_GET(srv->head));
   pthread_mutex_destroy(&srv->done_mu);
+  pthread_mutex_destroy(&srv->views_mu);
   evsd_metrics_destroy(&srv->metrics);
   free(srv);
   return exit_code;

@@ -128,6 +128,9 @@ int evsd_auth_stream(const evsd_token *tok, int write, evs_slice stream);
  * `prefix` and/or `category` (either may be empty) can return. */
 int evsd_auth_scope(const evsd_token *tok, evs_slice prefix,
                     evs_slice category);
+/* 1 if `tok` may read (write = 0) or write (write = 1) every stream: a
+ * grant on "*". */
+int evsd_auth_all(const evsd_token *tok, int write);
 
 /* ---- metrics (metrics.c) ------------------------------------------------ */
 
@@ -173,6 +176,7 @@ void evsd_metrics_render(struct evsd_server *srv, evs__buf *b);
 typedef struct evsd_conn evsd_conn;
 typedef struct evsd_sub evsd_sub;
 typedef struct evsd_append evsd_append;
+typedef struct evsd_job evsd_job;
 
 /* Threads that hand appends to the store (dispatch.c). */
 #define EVSD_SUBMITTERS 2
@@ -199,7 +203,8 @@ typedef struct evsd_server {
   uv_async_t done_async;   /* append completions */
   uv_async_t commit_async; /* "the store committed" */
   uv_signal_t sig_int, sig_term;
-  uv_timer_t tick; /* once a second: timeouts, gauges, shutdown */
+  uv_timer_t tick;      /* once a second: timeouts, gauges, shutdown */
+  uv_async_t job_async; /* a long operation has progress to send */
 
   pthread_mutex_t done_mu;
   evsd_append *done_head, *done_tail;
@@ -217,6 +222,15 @@ typedef struct evsd_server {
   int64_t group_ts;
   uint64_t group_n;
   uint64_t group_seen_head;
+
+  /* long operations (jobs.c), loop thread */
+  evsd_job *jobs;
+  uint32_t njobs;
+  int replay_running;
+  /* the views environment of the store, opened by the first replay and
+   * closed after the loop ends */
+  pthread_mutex_t views_mu;
+  evs_views *views;
 
   int store_failed; /* last append failed with an I/O-ish error */
   int stopping;
@@ -315,6 +329,15 @@ void evsd_subs_resume(evsd_conn *c);
 /* Lag gauges. */
 void evsd_subs_gauges(evsd_server *srv, uint64_t *nsubs, uint64_t *lag_max,
                       uint64_t *lag_sum);
+
+/* jobs.c: verify and replay, which report progress as they run. */
+void evsd_job_start(evsd_conn *c, const evs__proto_request *req);
+/* Sends the progress the jobs recorded (job_async). */
+void evsd_jobs_flush(evsd_server *srv);
+/* Once a second: a progress frame for every job that sent none lately. */
+void evsd_jobs_tick(evsd_server *srv, uint64_t now);
+/* Asks the jobs of `c` (NULL: every job) to stop early where they can. */
+void evsd_jobs_cancel(evsd_server *srv, evsd_conn *c);
 
 /* http.c */
 int evsd_http_start(evsd_server *srv, const char *hostport, char *bound,

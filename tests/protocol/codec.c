@@ -800,3 +800,296 @@ Test(protocol_frame, has_nul) {
   cr_assert(evs__proto_has_nul(a));
   cr_assert_not(evs__proto_has_nul(S("abc")));
 }
+
+/* ---- operations added later to protocol 1 ------------------------------- */
+
+Test(protocol_request, later_ops_round_trip) {
+  evs__buf b = EVS__BUF_INIT;
+  evs__proto_request q, d;
+
+  evs__proto_event ev[1];
+  memset(ev, 0, sizeof ev);
+  ev[0].type = S("Imported");
+  ev[0].data = S("{}");
+  ev[0].has_id = 1;
+  ev[0].id[15] = 7;
+  evs__proto_part part = { S("imp-1"), -1, ev, 1 };
+  evs__proto_request_init(&q);
+  q.op = EVS__P_APPEND_AT;
+  q.multi = 1;
+  q.parts = &part;
+  q.nparts = 1;
+  q.timestamp_ns = 1767225600000000001;
+  q.has_timestamp = 1;
+  cr_assert_eq(roundtrip(&q, &d, &b), 0);
+  cr_assert_eq(d.op, EVS__P_APPEND_AT);
+  cr_assert(d.has_timestamp);
+  cr_assert_eq(d.timestamp_ns, 1767225600000000001);
+  cr_assert_eq(d.nparts, 1);
+  cr_assert(slice_is(d.parts[0].stream, "imp-1"));
+  cr_assert_eq(d.parts[0].expected, -1);
+  cr_assert_eq(d.parts[0].events[0].id[15], 7);
+  evs__proto_request_free(&d);
+
+  evs__proto_request_init(&q);
+  q.op = EVS__P_READ_EVENT;
+  q.position = 99;
+  q.has_position = 1;
+  cr_assert_eq(roundtrip(&q, &d, &b), 0);
+  cr_assert(d.has_position && !d.has_id);
+  cr_assert_eq(d.position, 99);
+
+  evs__proto_request_init(&q);
+  q.op = EVS__P_READ_EVENT;
+  memset(q.id, 0xab, 16);
+  q.has_id = 1;
+  cr_assert_eq(roundtrip(&q, &d, &b), 0);
+  cr_assert(d.has_id && !d.has_position);
+  cr_assert_eq(d.id[0], 0xab);
+  cr_assert_eq(d.id[15], 0xab);
+
+  evs__proto_request_init(&q);
+  q.op = EVS__P_STATE;
+  q.stream = S("order-1");
+  q.has_stream = 1;
+  q.as_of_ns = 5;
+  q.as_of_position = 6;
+  cr_assert_eq(roundtrip(&q, &d, &b), 0);
+  cr_assert(slice_is(d.stream, "order-1"));
+  cr_assert_eq(d.as_of_ns, 5);
+  cr_assert_eq(d.as_of_position, 6);
+
+  evs__proto_request_init(&q);
+  q.op = EVS__P_REPLAY;
+  q.projection = S("counts");
+  q.has_projection = 1;
+  cr_assert_eq(roundtrip(&q, &d, &b), 0);
+  cr_assert(slice_is(d.projection, "counts"));
+
+  static const evs__proto_op bare[] = { EVS__P_HEAD, EVS__P_STATS,
+                                        EVS__P_VERIFY };
+  for (size_t i = 0; i < 3; i++) {
+    evs__proto_request_init(&q);
+    q.op = bare[i];
+    q.rid = 3;
+    cr_assert_eq(roundtrip(&q, &d, &b), 0);
+    cr_assert_eq(d.op, bare[i]);
+    cr_assert_str_eq(evs__proto_op_name(d.op), i == 0   ? "head"
+                                               : i == 1 ? "stats"
+                                                        : "verify");
+  }
+  evs__buf_free(&b);
+}
+
+Test(protocol_request, later_ops_check_their_keys) {
+  evs__buf b = EVS__BUF_INIT;
+  evs__proto_request d;
+  char err[128];
+  /* append_at without a timestamp */
+  small_request(&b, 1, "append_at", 2);
+  evs__mp_w_cstr(&b, "stream");
+  evs__mp_w_cstr(&b, "s-1");
+  evs__mp_w_cstr(&b, "events");
+  evs__mp_w_array(&b, 1);
+  evs__mp_w_map(&b, 1);
+  evs__mp_w_cstr(&b, "type");
+  evs__mp_w_cstr(&b, "T");
+  cr_assert_eq(decode_bytes(b.data, b.len, &d, err, sizeof err), EVS_EPROTO);
+  cr_assert(strstr(err, "timestamp"), "%s", err);
+  evs__proto_request_free(&d);
+  /* read_event with neither, and with both, position and id */
+  small_request(&b, 2, "read_event", 0);
+  cr_assert_eq(decode_bytes(b.data, b.len, &d, err, sizeof err), EVS_EPROTO);
+  small_request(&b, 2, "read_event", 2);
+  evs__mp_w_cstr(&b, "position");
+  evs__mp_w_uint(&b, 1);
+  evs__mp_w_cstr(&b, "id");
+  evs__mp_w_bin(&b, "0123456789abcdef", 16);
+  cr_assert_eq(decode_bytes(b.data, b.len, &d, err, sizeof err), EVS_EPROTO);
+  /* an id of the wrong size */
+  small_request(&b, 2, "read_event", 1);
+  evs__mp_w_cstr(&b, "id");
+  evs__mp_w_bin(&b, "0123", 4);
+  cr_assert_eq(decode_bytes(b.data, b.len, &d, err, sizeof err), EVS_EPROTO);
+  /* state and replay need their names */
+  small_request(&b, 3, "state", 0);
+  cr_assert_eq(decode_bytes(b.data, b.len, &d, err, sizeof err), EVS_EPROTO);
+  small_request(&b, 4, "replay", 1);
+  evs__mp_w_cstr(&b, "projection");
+  evs__mp_w_uint(&b, 1);
+  cr_assert_eq(decode_bytes(b.data, b.len, &d, err, sizeof err), EVS_EPROTO);
+  cr_assert(strstr(err, "projection"), "%s", err);
+  evs__buf_free(&b);
+}
+
+Test(protocol_reply, replies_of_later_ops_round_trip) {
+  evs__buf b = EVS__BUF_INIT;
+  evs__proto_frame f;
+  evs__proto_reply rep;
+
+  /* head and read_event */
+  evs__proto_frame_open(&b, &f, EVS__K_REPLY, 5, 0, NULL);
+  evs__mp_w_key(&b, &f.map, "head");
+  evs__mp_w_uint(&b, 12);
+  evs__mp_w_key(&b, &f.map, "head_timestamp");
+  evs__mp_w_int(&b, 1767225600000000001);
+  evs__proto_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.stream = S("s-1");
+  ev.type = S("T");
+  ev.id[0] = 1;
+  ev.data = S("{\"a\":1}");
+  ev.version = 3;
+  ev.position = 12;
+  ev.timestamp_ns = 77;
+  evs__mp_w_key(&b, &f.map, "event");
+  evs__proto_w_event(&b, &ev);
+  cr_assert_eq(evs__proto_frame_close(&b, &f), 0);
+  decode_frame(&b, &rep);
+  cr_assert_eq(rep.head, 12);
+  cr_assert_eq(rep.head_timestamp_ns, 1767225600000000001);
+  cr_assert(rep.has_event);
+  cr_assert(slice_is(rep.event.stream, "s-1"));
+  cr_assert(slice_is(rep.event.data, "{\"a\":1}"));
+  cr_assert_eq(rep.event.version, 3);
+  cr_assert_eq(rep.event.position, 12);
+  cr_assert_eq(rep.event.timestamp_ns, 77);
+
+  /* state and stats */
+  b.len = 0;
+  evs__proto_frame_open(&b, &f, EVS__K_REPLY, 6, 0, NULL);
+  evs__mp_w_key(&b, &f.map, "state");
+  evs__mp_w_bin(&b, "{\"k\":2}", 7);
+  evs__mp_w_key(&b, &f.map, "version");
+  evs__mp_w_int(&b, 4);
+  evs__proto_stats st;
+  memset(&st, 0, sizeof st);
+  st.events = 1;
+  st.streams = 2;
+  st.event_types = 3;
+  st.categories = 4;
+  st.last_position = 5;
+  st.last_timestamp_ns = -6;
+  st.file_size = 7;
+  st.map_size = 8;
+  st.map_used = 9;
+  st.page_size = 10;
+  st.data_bytes_raw = 11;
+  st.data_bytes_stored = 12;
+  st.compressed_events = 13;
+  evs__mp_w_key(&b, &f.map, "stats");
+  evs__proto_w_stats(&b, &st);
+  cr_assert_eq(evs__proto_frame_close(&b, &f), 0);
+  decode_frame(&b, &rep);
+  cr_assert(rep.has_state);
+  cr_assert(slice_is(rep.state, "{\"k\":2}"));
+  cr_assert_eq(rep.version, 4);
+  cr_assert(rep.has_stats);
+  cr_assert_eq(memcmp(&rep.stats, &st, sizeof st), 0);
+
+  /* a progress frame with a problem, and the verify and replay replies */
+  b.len = 0;
+  evs__proto_frame_open(&b, &f, EVS__K_PROGRESS, 7, 0, NULL);
+  evs__mp_w_key(&b, &f.map, "done");
+  evs__mp_w_uint(&b, 4096);
+  evs__mp_w_key(&b, &f.map, "total");
+  evs__mp_w_uint(&b, 10000);
+  evs__mp_w_key(&b, &f.map, "problem");
+  evs__mp_w_cstr(&b, "record at position 3 is corrupt");
+  cr_assert_eq(evs__proto_frame_close(&b, &f), 0);
+  decode_frame(&b, &rep);
+  cr_assert_eq(rep.kind, EVS__K_PROGRESS);
+  cr_assert_str_eq(evs__proto_kind_name(rep.kind), "progress");
+  cr_assert_eq(rep.done, 4096);
+  cr_assert_eq(rep.total, 10000);
+  cr_assert(rep.has_problem);
+  cr_assert(slice_is(rep.problem, "record at position 3 is corrupt"));
+
+  b.len = 0;
+  evs__proto_frame_open(&b, &f, EVS__K_REPLY, 7, EVS_EHANDLER, "bad data");
+  evs__mp_w_key(&b, &f.map, "events_checked");
+  evs__mp_w_uint(&b, 10);
+  evs__mp_w_key(&b, &f.map, "streams_checked");
+  evs__mp_w_uint(&b, 2);
+  evs__mp_w_key(&b, &f.map, "errors");
+  evs__mp_w_uint(&b, 1);
+  evs__mp_w_key(&b, &f.map, "generation");
+  evs__mp_w_uint(&b, 3);
+  evs__mp_w_key(&b, &f.map, "events_applied");
+  evs__mp_w_uint(&b, 9);
+  evs__mp_w_key(&b, &f.map, "error_position");
+  evs__mp_w_uint(&b, 8);
+  cr_assert_eq(evs__proto_frame_close(&b, &f), 0);
+  decode_frame(&b, &rep);
+  cr_assert_eq(rep.code, EVS_EHANDLER);
+  cr_assert_eq(rep.events_checked, 10);
+  cr_assert_eq(rep.streams_checked, 2);
+  cr_assert_eq(rep.errors, 1);
+  cr_assert_eq(rep.generation, 3);
+  cr_assert_eq(rep.events_applied, 9);
+  cr_assert_eq(rep.error_position, 8);
+
+  /* a malformed event or stats map is rejected up front */
+  b.len = 0;
+  evs__proto_frame_open(&b, &f, EVS__K_REPLY, 8, 0, NULL);
+  evs__mp_w_key(&b, &f.map, "event");
+  evs__mp_w_map(&b, 1);
+  evs__mp_w_cstr(&b, "type");
+  evs__mp_w_cstr(&b, "T");
+  cr_assert_eq(evs__proto_frame_close(&b, &f), 0);
+  char err[128];
+  cr_assert_eq(
+      evs__proto_decode_reply(&rep, b.data + 4, b.len - 4, err, sizeof err),
+      EVS_EPROTO);
+  b.len = 0;
+  evs__proto_frame_open(&b, &f, EVS__K_REPLY, 8, 0, NULL);
+  evs__mp_w_key(&b, &f.map, "stats");
+  evs__mp_w_map(&b, 1);
+  evs__mp_w_cstr(&b, "events");
+  evs__mp_w_cstr(&b, "many");
+  cr_assert_eq(evs__proto_frame_close(&b, &f), 0);
+  cr_assert_eq(
+      evs__proto_decode_reply(&rep, b.data + 4, b.len - 4, err, sizeof err),
+      EVS_EPROTO);
+  evs__buf_free(&b);
+}
+
+Test(protocol_reply, stream_entries_carry_metadata) {
+  evs__buf b = EVS__BUF_INIT;
+  evs__proto_frame f;
+  evs__proto_frame_open(&b, &f, EVS__K_REPLY, 1, 0, NULL);
+  evs__mp_w_key(&b, &f.map, "streams");
+  evs__mp_w_array(&b, 2);
+  evs__mp_w_map(&b, 5);
+  evs__mp_w_cstr(&b, "name");
+  evs__mp_w_cstr(&b, "a-1");
+  evs__mp_w_cstr(&b, "max_count");
+  evs__mp_w_uint(&b, 5);
+  evs__mp_w_cstr(&b, "max_age");
+  evs__mp_w_uint(&b, 60);
+  evs__mp_w_cstr(&b, "truncate_before");
+  evs__mp_w_int(&b, 2);
+  evs__mp_w_cstr(&b, "custom");
+  evs__mp_w_bin(&b, "{}", 2);
+  /* an entry of an older server: no metadata keys */
+  evs__mp_w_map(&b, 1);
+  evs__mp_w_cstr(&b, "name");
+  evs__mp_w_cstr(&b, "b-1");
+  cr_assert_eq(evs__proto_frame_close(&b, &f), 0);
+  evs__proto_reply rep;
+  decode_frame(&b, &rep);
+  evs__proto_cursor c;
+  evs__proto_stream_entry st;
+  evs__proto_cursor_init(&c, rep.streams_raw, rep.nstreams);
+  cr_assert_eq(evs__proto_next_stream(&c, &st), 1);
+  cr_assert_eq(st.max_count, 5);
+  cr_assert_eq(st.max_age_sec, 60);
+  cr_assert_eq(st.truncate_before, 2);
+  cr_assert(st.has_custom && slice_is(st.custom, "{}"));
+  cr_assert_eq(evs__proto_next_stream(&c, &st), 1);
+  cr_assert(slice_is(st.name, "b-1"));
+  cr_assert_eq(st.max_count, 0);
+  cr_assert_eq(st.truncate_before, -1);
+  cr_assert_eq(st.has_custom, 0);
+  evs__buf_free(&b);
+}

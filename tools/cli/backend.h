@@ -1,11 +1,13 @@
 /*
  * evstore-cli — the store the commands talk to: a local directory (through
- * the embedded library) or, later, an evstored server (--connect).
+ * the embedded library, backend_local.c) or an evstored server (--connect,
+ * through the client library, backend_remote.c).
  *
  * Every command goes through this table of operations and prints what it
  * gets back, so the output is the same whichever backend answers. The
- * operations mirror the public API (same types, same EVS_E* codes); a
- * remote backend translates its protocol's replies into them.
+ * operations mirror the public API (same types, same EVS_E* codes); the
+ * remote backend gets them from the server, which runs the same library
+ * calls on its store.
  *
  * Reads deliver events through a callback instead of an iterator so that a
  * remote backend can stream pages of events; an event (and every slice in
@@ -50,8 +52,9 @@ typedef struct cli_backend_ops {
                     void *payload);
   int (*find_event_id)(cli_backend *b, const evs_uuid *id,
                        uint64_t *position);
-  /* Release *out with evs_stream_info_clear(). */
+  /* Release *out with stream_info_clear. */
   int (*stream_info)(cli_backend *b, const char *stream, evs_stream_info *out);
+  void (*stream_info_clear)(cli_backend *b, evs_stream_info *info);
   int (*streams)(cli_backend *b, const char *prefix, int include_deleted,
                  cli_stream_fn fn, void *payload);
   int (*set_metadata)(cli_backend *b, const char *stream,
@@ -59,7 +62,8 @@ typedef struct cli_backend_ops {
   int (*delete_stream)(cli_backend *b, const char *stream, int64_t expected,
                        int hard);
   int (*head_position)(cli_backend *b, uint64_t *out);
-  int (*position_at)(cli_backend *b, int64_t timestamp_ns, uint64_t *out);
+  /* The head and the commit time of the event there (0, 0 when empty). */
+  int (*head)(cli_backend *b, uint64_t *position, int64_t *timestamp_ns);
   /* `full` = 1 also totals the bytes (a scan of the log). */
   int (*stats)(cli_backend *b, evs_stats *out, int full);
   int (*verify)(cli_backend *b, evs_verify_report *out, evs_verify_cb cb,
@@ -91,7 +95,15 @@ typedef struct cli_backend_ops {
 
 struct cli_backend {
   const cli_backend_ops *ops;
+  /* Bounds of one append: events, and bytes of data, metadata and types
+   * (with some overhead per event); 0 = the library's. A server's frame
+   * limit is below the library's 64 MiB per append. */
+  uint32_t max_append_events;
+  uint64_t max_append_bytes;
 };
+
+/* The bytes an event takes in an append, for max_append_bytes. */
+#define CLI_APPEND_EVENT_OVERHEAD 96u
 
 /* How to open a local store. */
 typedef struct cli_local_config {
@@ -108,8 +120,10 @@ int cli_backend_local_open(cli_backend **out, const cli_local_config *cfg,
                            const char **detail);
 
 /*
- * Connects to an evstored server. In this build there is no network client
- * yet: returns EVS_ECONN with a message saying so.
+ * Connects to the evstored server at `host_port` and says hello with
+ * `token` (may be NULL). Returns 0 and *out, or a negative code (EVS_ECONN,
+ * EVS_ETIMEDOUT, EVS_EAUTH, EVS_EPROTO, EVS_EBUSY...); *detail then points
+ * to a thread-local message.
  */
 int cli_backend_remote_open(cli_backend **out, const char *host_port,
                             const char *token, const char **detail);

@@ -107,6 +107,11 @@ static int l_stream_info(cli_backend *b, const char *stream,
   return keep(b, evs_stream_info_get(L(b)->store, stream, out));
 }
 
+static void l_stream_info_clear(cli_backend *b, evs_stream_info *info) {
+  (void)b;
+  evs_stream_info_clear(info);
+}
+
 static int l_streams(cli_backend *b, const char *prefix, int include_deleted,
                      cli_stream_fn fn, void *payload) {
   evs_stream_iter *it;
@@ -142,8 +147,17 @@ static int l_head_position(cli_backend *b, uint64_t *out) {
   return keep(b, evs_head_position(L(b)->store, out));
 }
 
-static int l_position_at(cli_backend *b, int64_t ts, uint64_t *out) {
-  return keep(b, evs_position_at(L(b)->store, ts, out));
+static int l_head(cli_backend *b, uint64_t *position, int64_t *ts) {
+  *position = 0;
+  *ts = 0;
+  int rc = evs_head_position(L(b)->store, position);
+  evs_event *ev = NULL;
+  if (rc == 0 && *position)
+    rc = evs_read_event(L(b)->store, *position, &ev);
+  if (ev)
+    *ts = ev->timestamp_ns;
+  evs_event_free(ev);
+  return keep(b, rc);
 }
 
 static int l_stats(cli_backend *b, evs_stats *out, int full) {
@@ -310,11 +324,12 @@ static const cli_backend_ops local_ops = {
     .read_event = l_read_event,
     .find_event_id = l_find_event_id,
     .stream_info = l_stream_info,
+    .stream_info_clear = l_stream_info_clear,
     .streams = l_streams,
     .set_metadata = l_set_metadata,
     .delete_stream = l_delete_stream,
     .head_position = l_head_position,
-    .position_at = l_position_at,
+    .head = l_head,
     .stats = l_stats,
     .verify = l_verify,
     .subscribe = l_subscribe,

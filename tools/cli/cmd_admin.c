@@ -11,6 +11,7 @@
 typedef struct verifier {
   cli_ctx *ctx;
   cli_progress progress;
+  uint64_t problems; /* printed */
 } verifier;
 
 static int on_verify(const char *problem, uint64_t done, uint64_t total,
@@ -22,6 +23,7 @@ static int on_verify(const char *problem, uint64_t done, uint64_t total,
     return 0;
   }
   cli_progress_finish(&v->progress);
+  v->problems++;
   if (v->ctx->json) {
     json_t *o = json_object();
     json_object_set_new(o, "problem", json_string(problem));
@@ -40,6 +42,7 @@ static int run_verify(cli_ctx *ctx, const cli_args *a) {
     return status;
   verifier v;
   v.ctx = ctx;
+  v.problems = 0;
   cli_progress_start(&v.progress, "verify", 0, 0, ctx->stderr_tty);
   evs_verify_report rep;
   memset(&rep, 0, sizeof rep);
@@ -55,6 +58,12 @@ static int run_verify(cli_ctx *ctx, const cli_args *a) {
   json_object_set_new(o, "ok", json_boolean(rep.errors == 0));
   cli_out_object(ctx, o);
   status = cli_finish_output(ctx);
+  if (rep.errors > v.problems)
+    fprintf(stderr,
+            "%s verify: %llu of the problems are not listed: the server "
+            "sends the first %llu\n",
+            CLI_PROG, (unsigned long long)(rep.errors - v.problems),
+            (unsigned long long)v.problems);
   if (rep.errors) {
     fprintf(stderr,
             "%s verify: %llu problem%s found. Restore the store from a "
@@ -194,7 +203,7 @@ const cli_command cli_cmd_replay = {
     "rebuild a built-in projection from the log",
     "Rebuilds the built-in projection PROJECTION from position 0 up to the\n"
     "head of the log, in the views environment of the store (the views/\n"
-    "directory inside it):\n"
+    "directory inside it; with --connect, the server's):\n"
     "  stream-state  the JSON merge-patch state of every stream (as 'state')\n"
     "  counts        events per category and per event type\n"
     "A projection built before is rebuilt blue/green: the old view keeps\n"

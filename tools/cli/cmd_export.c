@@ -201,6 +201,27 @@ typedef struct importer {
   uint64_t events, written, skipped, states, placeholders;
 } importer;
 
+/* Events per append: the library's bound, or the server's when lower. */
+static size_t max_group_events(const cli_ctx *ctx) {
+  uint32_t m = ctx->be->max_append_events;
+  return m && m < GROUP_MAX_EVENTS ? m : GROUP_MAX_EVENTS;
+}
+
+/* Bytes an event adds to a group: data and metadata, and, when the backend
+ * bounds the encoded size of an append (a server's frame limit), its type
+ * and encoding too. */
+static size_t event_cost(const cli_ctx *ctx, const cli_jevent *ev) {
+  size_t n = ev->data_len + ev->metadata_len;
+  if (ctx->be->max_append_bytes)
+    n += strlen(ev->type) + CLI_APPEND_EVENT_OVERHEAD;
+  return n;
+}
+
+static uint64_t max_group_bytes(const cli_ctx *ctx) {
+  uint64_t m = ctx->be->max_append_bytes;
+  return m && m < GROUP_MAX_BYTES ? m : GROUP_MAX_BYTES;
+}
+
 static void group_reset(importer *im) {
   for (size_t i = 0; i < im->count; i++)
     cli_jevent_clear(&im->evs[i]);
@@ -237,8 +258,10 @@ static int add_placeholders(importer *im, const char *stream,
     return cli_errorf(ctx, CLI_EXIT_ERROR, "out of memory");
   int status = 0;
   while (next < to) {
-    size_t n = (size_t)(to - next) < PLACEHOLDER_CHUNK ? (size_t)(to - next)
-                                                       : PLACEHOLDER_CHUNK;
+    size_t chunk = max_group_events(ctx) < PLACEHOLDER_CHUNK
+                       ? max_group_events(ctx)
+                       : PLACEHOLDER_CHUNK;
+    size_t n = (size_t)(to - next) < chunk ? (size_t)(to - next) : chunk;
     memset(ph, 0, n * sizeof *ph);
     for (size_t i = 0; i < n; i++)
       ph[i].type = PLACEHOLDER_TYPE;
@@ -317,7 +340,7 @@ static int get_target(importer *im, const char *stream, target *t) {
   t->known = 1;
   t->flags = info.flags;
   t->version = info.version;
-  evs_stream_info_clear(&info);
+  im->ctx->be->ops->stream_info_clear(im->ctx->be, &info);
   return 0;
 }
 
@@ -521,13 +544,14 @@ static int apply_state(importer *im, cli_jevent *st) {
 }
 
 static int add_event(importer *im, cli_jevent *ev) {
-  size_t size = ev->data_len + ev->metadata_len;
+  size_t size = event_cost(im->ctx, ev);
   if (im->count &&
       (strcmp(im->stream, ev->stream) != 0 ||
        ev->version != im->first_version + (int64_t)im->count ||
        ev->has_timestamp != im->has_ts ||
        (ev->has_timestamp && ev->timestamp_ns != im->ts) ||
-       im->count >= GROUP_MAX_EVENTS || im->bytes + size > GROUP_MAX_BYTES)) {
+       im->count >= max_group_events(im->ctx) ||
+       im->bytes + size > max_group_bytes(im->ctx))) {
     int status = flush_group(im);
     if (status)
       return status;
@@ -567,19 +591,10 @@ static const cli_opt import_opts[] = {
     {NULL, 0, 0},
 };
 
-static int keep_ts(const evs_event *ev, void *payload) {
-  *(int64_t *)payload = ev->timestamp_ns;
-  return 0;
-}
-
 /* The commit time of the head of the log (0 for an empty store). */
 static int head_time(cli_ctx *ctx, int64_t *ts) {
   uint64_t head;
-  *ts = 0;
-  int rc = ctx->be->ops->head_position(ctx->be, &head);
-  if (rc == 0 && head)
-    rc = ctx->be->ops->read_event(ctx->be, head, keep_ts, ts);
-  return rc;
+  return ctx->be->ops->head(ctx->be, &head, ts);
 }
 
 static int run_import(cli_ctx *ctx, const cli_args *a) {

@@ -253,6 +253,12 @@ static int run_state(cli_ctx *ctx, const cli_args *a) {
                       "data that is a JSON object (RFC 7386 merge patch); "
                       "read the stream with 'evstore-cli read' instead",
                       stream, ctx->be->ops->last_error(ctx->be));
+  if (rc == EVS_ETOOLARGE) /* only from a server: a frame carries it */
+    return cli_errorf(ctx, CLI_EXIT_ERROR,
+                      "the state of stream '%s' is too large for the server "
+                      "to send (%s); fold it where the store is, with "
+                      "'evstore-cli --db DIR state'",
+                      stream, ctx->be->ops->last_error(ctx->be));
   if (rc)
     return cli_fail(ctx, rc, "reading stream '%s'", stream);
   /* Re-encode so that numbers read back exactly in their shortest form. */

@@ -116,7 +116,7 @@ static int run_info(cli_ctx *ctx, const cli_args *a) {
                       info.last_timestamp_ns
                           ? cli_json_time(info.last_timestamp_ns)
                           : json_null());
-  evs_stream_info_clear(&info);
+  ctx->be->ops->stream_info_clear(ctx->be, &info);
   cli_out_object(ctx, o);
   return cli_finish_output(ctx);
 }
@@ -230,7 +230,7 @@ static int run_metadata(cli_ctx *ctx, const cli_args *a) {
   }
   if (setting) {
     if (info.flags & EVS_STREAM_TOMBSTONED) {
-      evs_stream_info_clear(&info);
+      ctx->be->ops->stream_info_clear(ctx->be, &info);
       free(custom);
       return cli_errorf(ctx, CLI_EXIT_NOSTREAM,
                         "stream '%s' is tombstoned (hard-deleted): its "
@@ -244,7 +244,7 @@ static int run_metadata(cli_ctx *ctx, const cli_args *a) {
     md.custom = set_custom ? custom : info.custom;
     md.custom_len = set_custom ? custom_len : info.custom_len;
     rc = ctx->be->ops->set_metadata(ctx->be, stream, &md);
-    evs_stream_info_clear(&info);
+    ctx->be->ops->stream_info_clear(ctx->be, &info);
     free(custom);
     custom = NULL;
     if (rc)
@@ -258,7 +258,7 @@ static int run_metadata(cli_ctx *ctx, const cli_args *a) {
   json_t *m = metadata_json(&info);
   json_object_update(o, m);
   json_decref(m);
-  evs_stream_info_clear(&info);
+  ctx->be->ops->stream_info_clear(ctx->be, &info);
   cli_out_object(ctx, o);
   return cli_finish_output(ctx);
 usage:
@@ -329,7 +329,7 @@ static int run_delete(cli_ctx *ctx, const cli_args *a) {
   int64_t version = known && !(flags & EVS_STREAM_DELETED) ? info.version
                                                            : EVS_VERSION_NONE;
   if (known)
-    evs_stream_info_clear(&info);
+    ctx->be->ops->stream_info_clear(ctx->be, &info);
   if (!hard && !known)
     return cli_errorf(ctx, CLI_EXIT_NOSTREAM,
                       "stream '%s' not found: nothing to delete. Check the "

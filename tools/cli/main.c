@@ -35,14 +35,15 @@ static const char global_help[] =
     "  --db DIR            local store directory (default: $EVSTORE_DB, or\n"
     "                      " DEFAULT_DB ")\n"
     "  --connect HOST:PORT an evstored server (default: $EVSTORE_CONNECT);\n"
-    "                      not available yet in this build\n"
+    "                      every command works the same on it\n"
     "  --token TOKEN       token for --connect (default: $EVSTORE_TOKEN)\n"
     "  --json              JSON lines output (the default when stdout is not\n"
     "                      a terminal)\n"
     "  --table             table output even when stdout is not a terminal\n"
     "  --durability MODE   sync (default), nometasync or nosync, for writes\n"
     "                      (default: $EVSTORE_DURABILITY); nosync is for\n"
-    "                      throwaway data only\n"
+    "                      throwaway data only. Local stores only: with\n"
+    "                      --connect the server's --durability applies\n"
     "  --help, -h          help (also: evstore-cli help COMMAND)\n"
     "  --version           print the version\n";
 

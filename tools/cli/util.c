@@ -386,6 +386,20 @@ static const char *hint_for(int rc) {
     return "Check the permissions of the store directory.";
   case -ENOSPC:
     return "The disk is full; free some space and retry.";
+  case EVS_EAUTH:
+    return "The token (--token or $EVSTORE_TOKEN) does not grant this "
+           "operation: see the server's tokens file (read:P, write:P, rw:P; "
+           "stats and verify need read:*, replay rw:*).";
+  case EVS_ECONN:
+    return "The connection to the server failed: check that evstored is "
+           "still running. A write may or may not have been applied; "
+           "repeating it with the same --id is safe.";
+  case EVS_ETIMEDOUT:
+    return "The server did not answer in time: check that evstored is "
+           "running and not overloaded.";
+  case EVS_EPROTO:
+    return "The server did not understand the request: it may be an older "
+           "evstored than this evstore-cli; upgrade it.";
   default:
     return NULL;
   }
@@ -409,6 +423,46 @@ int cli_fail(cli_ctx *ctx, int rc, const char *fmt, ...) {
 
 /* ---- the store ----------------------------------------------------------- */
 
+/* Reports a failed connection to the server; returns CLI_EXIT_ERROR. */
+static int connect_failed(cli_ctx *ctx, int rc, const char *detail) {
+  const char *addr = ctx->connect;
+  const char *from = ctx->connect_flag ? "--connect" : "$EVSTORE_CONNECT";
+  switch (rc) {
+  case EVS_EAUTH:
+    return cli_errorf(
+        ctx, CLI_EXIT_ERROR,
+        "the evstored server at %s refused the connection: %s (%s).\n"
+        "Give a token listed in the server's tokens file with --token TOKEN "
+        "or $EVSTORE_TOKEN%s",
+        addr, evs_strerror(rc), detail,
+        ctx->token ? " (the one given is not known there)" : "");
+  case EVS_ECONN:
+  case EVS_ETIMEDOUT:
+    return cli_errorf(ctx, CLI_EXIT_ERROR,
+                      "cannot connect to an evstored server at %s (%s): "
+                      "%s.\nCheck that evstored is running and listens on "
+                      "that address (evstored --listen HOST:PORT; it logs "
+                      "event=listening), and that a firewall lets the "
+                      "connection through; or use a local store with --db "
+                      "DIR",
+                      addr, from, detail);
+  case EVS_EPROTO:
+    return cli_errorf(ctx, CLI_EXIT_ERROR,
+                      "%s (%s) does not answer like an evstored server: %s.\n"
+                      "Check the port: it is evstored's --listen address, "
+                      "not its --http one",
+                      addr, from, detail);
+  case EVS_EBUSY:
+    return cli_errorf(ctx, CLI_EXIT_ERROR,
+                      "the evstored server at %s is at its connection limit "
+                      "(%s); retry later",
+                      addr, detail);
+  default:
+    return cli_errorf(ctx, CLI_EXIT_ERROR, "connecting to %s (%s): %s (%s)",
+                      addr, from, evs_strerror(rc), detail);
+  }
+}
+
 int cli_open(cli_ctx *ctx, int mode, const char *stream) {
   const char *detail;
   int rc;
@@ -417,8 +471,7 @@ int cli_open(cli_ctx *ctx, int mode, const char *stream) {
   if (ctx->connect) {
     rc = cli_backend_remote_open(&ctx->be, ctx->connect, ctx->token, &detail);
     if (rc)
-      return cli_errorf(ctx, CLI_EXIT_ERROR, "--connect %s: %s", ctx->connect,
-                        detail);
+      return connect_failed(ctx, rc, detail);
     return 0;
   }
   cli_local_config cfg = {ctx->db, ctx->durability, mode == CLI_OPEN_WRITE};
