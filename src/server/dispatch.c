@@ -315,17 +315,6 @@ static void append_done(evsd_server *srv, evsd_append *op) {
     } else {
       EVSD_ADD(m->events_appended, op->nevents);
       EVSD_ADD(m->bytes_appended, op->bytes);
-      /* Appends of one group commit share its commit time: count the
-       * completions that carry the same one. */
-      int64_t ts = op->parts[0].result.timestamp_ns;
-      if (ts == srv->group_ts) {
-        srv->group_n++;
-      } else {
-        if (srv->group_n)
-          evsd_hist_observe(m, &m->group_size, (double)srv->group_n);
-        srv->group_ts = ts;
-        srv->group_n = 1;
-      }
     }
     if (EVSD_GET(srv->store_failed)) {
       EVSD_SET(srv->store_failed, 0);

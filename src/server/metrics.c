@@ -116,8 +116,9 @@ void evsd_metrics_render(evsd_server *srv, evs__buf *b) {
           __atomic_load_n(&s->n_bytes_written, __ATOMIC_RELAXED));
   hist(b, m, &m->commit_latency, "evstore_append_commit_seconds",
        "Time from receiving an append to its commit");
-  hist(b, m, &m->group_size, "evstore_group_commit_appends",
-       "Protocol appends committed together in one group commit");
+  hist(b, m, &m->group_size, "evstore_group_commit_requests",
+       "Write requests (appends, deletes, metadata; from every connection "
+       "and thread of this process) committed together in one group commit");
   put(b,
       "# HELP evstore_reads_total Read requests, by operation.\n"
       "# TYPE evstore_reads_total counter\n"

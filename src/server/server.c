@@ -33,6 +33,15 @@ static void on_commit(uint64_t head, void *payload) {
   uv_async_send(&srv->commit_async);
 }
 
+/* Called by the store's group-commit leader for every group that wrote
+ * events (with the store's commit mutex held; the histogram has its own
+ * mutex): the exact number of write requests the group committed. */
+static void on_group(const evs__group_info *g, void *payload) {
+  evsd_server *srv = payload;
+  evsd_hist_observe(&srv->metrics, &srv->metrics.group_size,
+                    (double)g->requests);
+}
+
 static void on_commit_async(uv_async_t *h) {
   evsd_subs_on_commit(h->data);
 }
@@ -121,14 +130,6 @@ static void on_tick(uv_timer_t *t) {
   evsd_subs_gauges(srv, &n, &lag_max, &lag_sum);
   EVSD_SET(srv->metrics.sub_lag_max, lag_max);
   EVSD_SET(srv->metrics.sub_lag_sum, lag_sum);
-  /* The last group of a quiet period is counted once nothing follows. */
-  if (srv->group_n && EVSD_GET(srv->head) == srv->group_seen_head) {
-    evsd_hist_observe(&srv->metrics, &srv->metrics.group_size,
-                      (double)srv->group_n);
-    srv->group_n = 0;
-    srv->group_ts = 0;
-  }
-  srv->group_seen_head = EVSD_GET(srv->head);
   maybe_finish(srv);
 }
 
@@ -237,6 +238,7 @@ int evsd_server_run(evsd_config *cfg, evs_store *store, evsd_auth *auth) {
   srv->listener.data = srv;
   srv->commit_listener.fn = on_commit;
   srv->commit_listener.payload = srv;
+  srv->commit_listener.group_fn = on_group;
   evs__add_commit_listener(store, &srv->commit_listener);
 
   struct sockaddr_storage ss;

@@ -218,11 +218,6 @@ typedef struct evsd_server {
   uint64_t next_conn_id;
   uint64_t pending; /* appends, works and sub reads in flight */
 
-  /* group-commit size estimate: appends completing with one commit time */
-  int64_t group_ts;
-  uint64_t group_n;
-  uint64_t group_seen_head;
-
   /* long operations (jobs.c), loop thread */
   evsd_job *jobs;
   uint32_t njobs;

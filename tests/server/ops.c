@@ -596,7 +596,7 @@ Test(server_ops, http_health_and_metrics) {
     "evstore_append_requests_total{result=\"ok\"} 1",
     "evstore_events_appended_total 3",
     "evstore_append_commit_seconds_bucket{le=\"+Inf\"} 1",
-    "evstore_group_commit_appends_count",
+    "evstore_group_commit_requests_count",
     "evstore_reads_total{op=\"read_stream\"}",
     "evstore_connections 1",
     "evstore_subscriptions 0",
