@@ -163,7 +163,7 @@ void cr_model_free(cr_model *m) {
 
 uint64_t cr_stats_errors(const cr_stats *s) {
   return s->lost + s->mismatched + s->partial + s->misplaced + s->unknown +
-         s->failed_visible + s->verify_errors + s->other;
+         s->failed_visible + s->verify_errors + s->hung + s->other;
 }
 
 static int cr_model_add_intent(cr_model *m, const cr_rec *r,
@@ -257,6 +257,18 @@ int cr_model_load(cr_model *m, const char *ledger_dir, unsigned iteration,
     }
   }
   return 0;
+}
+
+int cr_model_add_acked(cr_model *m, const cr_rec *intent, int64_t version,
+                       uint64_t position) {
+  if (cr_model_add_intent(m, intent, m->last_iteration))
+    return -1;
+  cr_rec r = *intent;
+  r.kind = CR_ACK;
+  r.version = version;
+  r.position = position;
+  cr_rec_seal(&r);
+  return cr_model_add_outcome(m, &r);
 }
 
 uint64_t cr_model_in_flight(const cr_model *m) {

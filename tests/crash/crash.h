@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "evstore/evstore.h"
 
@@ -160,6 +161,12 @@ int cr_child_run(const cr_child_opts *o, const cr_backend *b);
 /* The library mode's child: opens the store and runs the workload. */
 int cr_child_library(const cr_child_opts *o);
 
+/* The server mode's child (server.c): the workload through the C client,
+ * one connection per thread, to evstored at `addr`. A thread whose
+ * connection fails waits to be killed; once all have, 'd' is written to
+ * o->ready_fd. */
+int cr_child_server(const cr_child_opts *o, const char *addr);
+
 /* Options with which child and checker open the store. */
 evs_store_options cr_store_options(evs_durability durability);
 
@@ -189,6 +196,9 @@ typedef struct cr_stats {
   uint64_t unknown;             /* events nobody intended */
   uint64_t failed_visible;      /* refused appends that appeared */
   uint64_t verify_errors;       /* problems reported by evs_store_verify */
+  uint64_t hung;                /* server mode: client requests that
+                                   neither failed nor succeeded after
+                                   evstored died */
   uint64_t other;               /* open, probe append, index lookups */
 } cr_stats;
 
@@ -205,6 +215,11 @@ void cr_model_free(cr_model *m);
 int cr_model_load(cr_model *m, const char *ledger_dir, unsigned iteration,
                   unsigned threads, cr_stats *st);
 
+/* Adds an append of one event, acknowledged at version/position, to the
+ * model (the server mode's probe). Returns 0 or -1. */
+int cr_model_add_acked(cr_model *m, const cr_rec *intent, int64_t version,
+                       uint64_t position);
+
 /* Number of appends of the last loaded iteration that had an intent but
  * no outcome (in flight when the child died). */
 uint64_t cr_model_in_flight(const cr_model *m);
@@ -218,5 +233,34 @@ uint64_t cr_model_in_flight(const cr_model *m);
  */
 int cr_check(cr_model *m, const char *store_dir, evs_durability durability,
              unsigned iteration, cr_stats *st, unsigned max_report);
+
+/* ---- the server mode's parent side (server.c) ---------------------------- */
+
+typedef struct cr_server {
+  const char *bin;       /* the evstored binary */
+  char data[4096];       /* the store directory */
+  char port_file[4096];
+  char log[4096];        /* evstored's stdout and stderr, appended */
+  long log_off;          /* scanned for sanitizer reports up to here */
+  evs_durability durability;
+  pid_t pid;             /* 0 when not running */
+  char addr[64];         /* 127.0.0.1:PORT once started */
+} cr_server;
+
+/* Starts evstored on s->data and waits until it listens. 0 or -1. */
+int cr_server_start(cr_server *s);
+/* SIGKILL and reap. */
+void cr_server_kill9(cr_server *s);
+/* SIGTERM and reap (30 s at most): the exit status, or -1/-2. */
+int cr_server_stop(cr_server *s);
+/*
+ * After a kill: restarts evstored on the same directory, appends a probe
+ * through the client (read back; added to the model), runs the client's
+ * verify operation, stops it with SIGTERM (exit status 0 expected) and
+ * checks its log for sanitizer reports. Problems are counted in *st.
+ * Returns 0, or -1 on a harness error (the server would not start).
+ */
+int cr_server_after_kill(cr_server *s, cr_model *m, unsigned iteration,
+                         cr_stats *st);
 
 #endif /* EVS_CRASH_H */

@@ -4,11 +4,16 @@
  * no append is partly visible. See docs/reliability.md.
  *
  * Usage: evs_crash [options]
- *   --mode library        what gets killed: "library" (a process using the
- *                         library directly; the only mode so far)
+ *   --mode library|server what gets killed: "library" (a process using the
+ *                         library directly) or "server" (evstored, while a
+ *                         load-generating child appends through the C
+ *                         client; see server.c)
+ *   --evstored PATH       server mode: the evstored binary (default: the
+ *                         one built beside evs_crash, or $EVSTORED_BIN)
  *   --iterations N        kills to perform (default: $EVS_CRASH_ITERATIONS,
  *                         else 25)
- *   --threads N           appending threads in the child (default 8)
+ *   --threads N           appending threads in the child (default 8; 16
+ *                         client connections in server mode)
  *   --durability D        sync (default), nometasync or nosync
  *   --max-delay-ms N      the kill lands 0..N ms after the child is busy
  *                         (default 400)
@@ -58,6 +63,8 @@ extern char **environ;
 
 typedef struct cr_opts {
   const char *mode;
+  int server; /* --mode server */
+  const char *evstored;
   unsigned iterations;
   unsigned threads;
   evs_durability durability;
@@ -118,6 +125,7 @@ static int cr_child_main(int argc, char **argv) {
   o.ledger_sync = 1;
   o.ready_fd = -1;
   const char *mode = "library";
+  const char *addr = NULL;
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : "";
@@ -128,6 +136,8 @@ static int cr_child_main(int argc, char **argv) {
     i++;
     if (strcmp(a, "--mode") == 0)
       mode = v;
+    else if (strcmp(a, "--addr") == 0)
+      addr = v;
     else if (strcmp(a, "--store") == 0)
       o.store_dir = v;
     else if (strcmp(a, "--ledgers") == 0)
@@ -155,6 +165,8 @@ static int cr_child_main(int argc, char **argv) {
     return 2;
   if (strcmp(mode, "library") == 0)
     return cr_child_library(&o);
+  if (strcmp(mode, "server") == 0 && addr)
+    return cr_child_server(&o, addr);
   fprintf(stderr, "evs_crash child: mode '%s' is not implemented\n", mode);
   return 2;
 }
@@ -171,6 +183,7 @@ typedef struct cr_run {
   uint64_t stores;
   uint64_t early_kills;
   uint64_t in_flight_by_kill;
+  cr_server srv; /* server mode */
 } cr_run;
 
 /* Starts the child; returns its pid (or -1) and the read end of its ready
@@ -210,8 +223,17 @@ static pid_t cr_spawn(cr_run *r, unsigned iteration, int *ready) {
                   (char *)cr_fault_names[r->o.fault],
                   "--ready-fd",
                   "3",
-                  r->o.ledger_sync ? NULL : "--no-ledger-sync",
+                  NULL,
+                  NULL,
+                  NULL,
                   NULL};
+  size_t na = 20;
+  if (!r->o.ledger_sync)
+    argv[na++] = "--no-ledger-sync";
+  if (r->o.server) {
+    argv[na++] = "--addr";
+    argv[na++] = r->srv.addr;
+  }
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, wr, 3);
@@ -237,6 +259,31 @@ static void cr_describe_status(int status, char *out, size_t cap) {
     snprintf(out, cap, "status %#x", status);
 }
 
+/* Reads from the ready pipe until byte `want` arrives: 1, 0 on timeout,
+ * -1 on end of file (the child exited). */
+static int cr_wait_byte(int fd, char want, int timeout_ms) {
+  double deadline = cr_now() + timeout_ms / 1000.0;
+  for (;;) {
+    int left = (int)((deadline - cr_now()) * 1000.0);
+    if (left <= 0)
+      return 0;
+    struct pollfd pfd = {fd, POLLIN, 0};
+    int prc = poll(&pfd, 1, left);
+    if (prc < 0 && errno == EINTR)
+      continue;
+    if (prc == 0)
+      return 0;
+    char c;
+    ssize_t n = read(fd, &c, 1);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return -1;
+    if (c == want)
+      return 1;
+  }
+}
+
 /* One iteration: start, wait until busy, sleep, kill -9, check.
  * Returns 0, or 2 on a harness error. */
 static int cr_iteration(cr_run *r, unsigned i, cr_model **model) {
@@ -253,10 +300,15 @@ static int cr_iteration(cr_run *r, unsigned i, cr_model **model) {
       return 2;
     r->stores++;
   }
+  /* Server mode: evstored recovers the store left by the previous kill. */
+  if (r->o.server && cr_server_start(&r->srv))
+    return 2;
   int ready = -1;
   pid_t pid = cr_spawn(r, i, &ready);
-  if (pid < 0)
+  if (pid < 0) {
+    cr_server_kill9(&r->srv);
     return 2;
+  }
   /* One kill in ten lands early, while the child may still be opening the
    * store (recovery after the previous kill) or starting its threads; not
    * under a test-only fault, whose first appends must be made. */
@@ -281,6 +333,7 @@ static int cr_iteration(cr_run *r, unsigned i, cr_model **model) {
               "evs_crash: iteration %u: the child never got busy (%s)\n", i,
               prc == 0 ? "timed out after 120 s" : how);
       close(ready);
+      cr_server_kill9(&r->srv);
       return 2;
     }
     delay = r->o.max_delay_ms
@@ -288,6 +341,14 @@ static int cr_iteration(cr_run *r, unsigned i, cr_model **model) {
                 : 0;
   }
   cr_sleep_ms(delay);
+  int hung = 0;
+  if (r->o.server) {
+    /* kill -9 evstored, then every client request in flight must fail
+     * (or have succeeded), never hang: the child reports when each of its
+     * threads has seen its connection fail. */
+    cr_server_kill9(&r->srv);
+    hung = cr_wait_byte(ready, 'd', 20000) == 0;
+  }
   kill(pid, SIGKILL);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
@@ -304,11 +365,21 @@ static int cr_iteration(cr_run *r, unsigned i, cr_model **model) {
   if (cr_model_load(m, r->ledger_dir, i, r->o.threads, &r->st))
     return 2;
   uint64_t in_flight = cr_model_in_flight(m);
+  uint64_t before = cr_stats_errors(&r->st);
+  if (hung) {
+    r->st.hung++;
+    fprintf(stderr, "evs_crash: PROBLEM: iteration %u: client requests "
+                    "still pending 20 s after evstored was killed\n",
+            i);
+  }
+  /* Server mode: restart evstored on the same directory, probe append and
+   * verify through the client, stop it; then the library checks below. */
+  if (r->o.server && cr_server_after_kill(&r->srv, m, i, &r->st))
+    return 2;
   if (early)
     r->early_kills++;
   else if (in_flight > 0)
     r->st.kills_in_flight++;
-  uint64_t before = cr_stats_errors(&r->st);
   cr_check(m, r->store_dir, r->o.durability, i, &r->st, 20);
   r->st.iterations++;
   if (r->o.verbose || cr_stats_errors(&r->st) != before)
@@ -322,7 +393,8 @@ static int cr_iteration(cr_run *r, unsigned i, cr_model **model) {
 
 static void cr_usage(void) {
   fprintf(stderr,
-          "usage: evs_crash [--mode library] [--iterations N] [--threads N]\n"
+          "usage: evs_crash [--mode library|server] [--evstored PATH]\n"
+          "                 [--iterations N] [--threads N]\n"
           "                 [--durability sync|nometasync|nosync]\n"
           "                 [--max-delay-ms N] [--per-store N] [--seed N]\n"
           "                 [--dir DIR] [--no-ledger-sync] [--verbose]\n"
@@ -333,8 +405,13 @@ static void cr_usage(void) {
 static int cr_parse(cr_opts *o, int argc, char **argv) {
   const char *env = getenv("EVS_CRASH_ITERATIONS");
   o->mode = "library";
+  o->evstored = getenv("EVSTORED_BIN");
+#ifdef EVS_CRASH_EVSTORED
+  if (o->evstored == NULL || *o->evstored == '\0')
+    o->evstored = EVS_CRASH_EVSTORED;
+#endif
   o->iterations = env && *env ? (unsigned)strtoul(env, NULL, 10) : 25;
-  o->threads = 8;
+  o->threads = 0; /* by mode */
   o->durability = EVS_SYNC;
   o->max_delay_ms = 400;
   o->per_store = 10;
@@ -342,6 +419,7 @@ static int cr_parse(cr_opts *o, int argc, char **argv) {
   o->ledger_sync = 1;
   static const struct option lo[] = {
       {"mode", required_argument, NULL, 'm'},
+      {"evstored", required_argument, NULL, 'E'},
       {"iterations", required_argument, NULL, 'n'},
       {"threads", required_argument, NULL, 't'},
       {"durability", required_argument, NULL, 'D'},
@@ -360,6 +438,9 @@ static int cr_parse(cr_opts *o, int argc, char **argv) {
     switch (c) {
     case 'm':
       o->mode = optarg;
+      break;
+    case 'E':
+      o->evstored = optarg;
       break;
     case 'n':
       o->iterations = (unsigned)strtoul(optarg, NULL, 10);
@@ -404,7 +485,10 @@ static int cr_parse(cr_opts *o, int argc, char **argv) {
       return -1;
     }
   }
-  if (optind != argc || o->threads == 0 || o->threads > 64 ||
+  o->server = strcmp(o->mode, "server") == 0;
+  if (o->threads == 0)
+    o->threads = o->server ? 16 : 8;
+  if (optind != argc || o->threads > 64 ||
       o->per_store == 0 || o->iterations == 0)
     return -1;
   return 0;
@@ -419,12 +503,13 @@ int main(int argc, char **argv) {
     cr_usage();
     return 2;
   }
-  if (strcmp(r->o.mode, "library") != 0) {
-    /* The server mode (kill -9 evstored under client load) is planned:
-     * see docs/reliability.md. */
-    fprintf(stderr, "evs_crash: mode '%s' is not implemented yet; only "
-                    "'library' is\n",
-            r->o.mode);
+  if (strcmp(r->o.mode, "library") != 0 && !r->o.server) {
+    fprintf(stderr, "evs_crash: unknown mode '%s'\n", r->o.mode);
+    return 2;
+  }
+  if (r->o.server && (r->o.evstored == NULL || access(r->o.evstored, X_OK))) {
+    fprintf(stderr, "evs_crash: server mode needs the evstored binary "
+                    "(--evstored PATH)\n");
     return 2;
   }
   ssize_t n = readlink("/proc/self/exe", r->self, sizeof r->self - 1);
@@ -453,6 +538,13 @@ int main(int argc, char **argv) {
   snprintf(r->store_dir, sizeof r->store_dir, "%s/store", workdir);
   snprintf(r->ledger_dir, sizeof r->ledger_dir, "%s/ledgers", workdir);
   r->rng = r->o.seed ^ 0x6a09e667f3bcc909ull;
+  if (r->o.server) {
+    r->srv.bin = r->o.evstored;
+    r->srv.durability = r->o.durability;
+    snprintf(r->srv.data, sizeof r->srv.data, "%s", r->store_dir);
+    snprintf(r->srv.port_file, sizeof r->srv.port_file, "%s/ports", workdir);
+    snprintf(r->srv.log, sizeof r->srv.log, "%s/evstored.log", workdir);
+  }
   printf("evs_crash: mode %s, durability %s, %u threads, %u iterations, "
          "kill 0..%u ms after the child is busy, %u iterations per store, "
          "seed %llu%s%s\n",
@@ -477,6 +569,7 @@ int main(int argc, char **argv) {
              cr_now() - t0);
   }
   cr_model_free(model);
+  cr_server_kill9(&r->srv);
   const cr_stats *st = &r->st;
   uint64_t errors = cr_stats_errors(st);
   uint64_t late = st->iterations - r->early_kills;
@@ -510,6 +603,12 @@ int main(int argc, char **argv) {
          (unsigned long long)st->failed_visible,
          (unsigned long long)st->verify_errors,
          (unsigned long long)st->other);
+  if (r->o.server)
+    printf("evs_crash: server mode: evstored killed %llu times and "
+           "restarted on the same store; client requests left hanging after "
+           "a kill: %llu\n",
+           (unsigned long long)st->iterations,
+           (unsigned long long)st->hung);
 
   int rc;
   if (hrc) {
@@ -542,6 +641,10 @@ int main(int argc, char **argv) {
   if (rc == 0) {
     cr_rmrf(r->store_dir);
     cr_rmrf(r->ledger_dir);
+    if (r->o.server) {
+      unlink(r->srv.port_file);
+      unlink(r->srv.log);
+    }
     if (own_dir)
       rmdir(workdir);
   }
