@@ -57,3 +57,17 @@ bench: build
 
 bench-quick: build
 	./build/bench/evstore-bench --quick $(BENCH_ARGS)
+
+# Fuzzing and static analysis (docs/reliability.md). `make fuzz` builds the
+# libFuzzer targets with clang (build-fuzz/) and runs each one for
+# EVS_FUZZ_SECONDS seconds (default 30); `make lint` runs cppcheck and
+# clang-tidy over src/ (build-lint/).
+EVS_FUZZ_SECONDS ?=
+
+.PHONY: fuzz lint
+
+fuzz: deps
+	sh scripts/fuzz.sh $(EVS_FUZZ_SECONDS)
+
+lint:
+	sh scripts/lint.sh

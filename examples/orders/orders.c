@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <evstore/evstore.h>
 
@@ -137,7 +138,7 @@ static int decide(const order *o, const command *c, const char **type,
 static int handle(app *a, const command *c) {
   char stream[80];
   snprintf(stream, sizeof stream, "order-%s", c->order_id);
-  for (int attempt = 0; attempt < 50; attempt++) {
+  for (int attempt = 0; attempt < 1000; attempt++) {
     order o;
     memset(&o, 0, sizeof o);
     evs_aggregate_info info;
@@ -169,7 +170,16 @@ static int handle(app *a, const command *c) {
       pthread_mutex_lock(&a->mu);
       a->retries++;
       pthread_mutex_unlock(&a->mu);
-      continue; /* someone else appended first: decide again */
+      /* Someone else appended first: back off a little (growing, with
+       * jitter, so that contenders spread out), then decide again. */
+      static _Thread_local unsigned seed;
+      if (seed == 0)
+        seed = (unsigned)(uintptr_t)&seed | 1u;
+      long us =
+          (long)(rand_r(&seed) % 100 + 1) * (attempt < 10 ? attempt + 1 : 10);
+      struct timespec pause = { 0, us * 1000L };
+      nanosleep(&pause, NULL);
+      continue;
     }
     if (rc == 0) {
       pthread_mutex_lock(&a->mu);

@@ -282,7 +282,8 @@ static int evs__count_incr(evs_view_txn *txn, const char *prefix,
   size_t plen = strlen(prefix);
   if (name.len > EVS_MAX_NAME_LEN)
     return evs__err(EVS_EINVAL, "name too long");
-  memcpy(key, prefix, plen);
+  /* The key is counted bytes (klen), not a C string. */
+  memcpy(key, prefix, plen); /* NOLINT(bugprone-not-null-terminated-result) */
   memcpy(key + plen, name.data, name.len);
   size_t klen = plen + name.len;
   evs_slice cur;

@@ -674,7 +674,9 @@ int evs_runner_add(evs_runner *r, const evs_projection *def) {
   }
   if (r->n == r->cap) {
     size_t cap = r->cap ? r->cap * 2 : 8;
-    evs__proj **np = realloc(r->p, cap * sizeof *np);
+    /* An array of pointers: sizeof *r->p is the pointer's size. */
+    size_t bytes = cap * sizeof *r->p; /* NOLINT(bugprone-sizeof-expression) */
+    evs__proj **np = realloc(r->p, bytes);
     if (np == NULL) {
       pthread_mutex_unlock(&r->mu);
       evs__proj_free(p);

@@ -341,7 +341,7 @@ static int evs__read_batch(evs_sub *sub, uint64_t head, size_t *n) {
       next_version = ev->version + 1;
       last = ev->position;
       if (sub->type && (ev->type.len != sub->type_len ||
-                        memcmp(ev->type.data, sub->type, sub->type_len)))
+                        memcmp(ev->type.data, sub->type, sub->type_len) != 0))
         continue;
     } else {
       last = ev->position;

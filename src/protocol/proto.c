@@ -1495,7 +1495,7 @@ int evs__proto_decode_reply(evs__proto_reply *rep, const void *body, size_t len,
     int key = key_id(k);
     int rc = 0;
     evs_slice s;
-    int64_t code;
+    int64_t code = 0;
     switch (key) {
     case K_KIND:
       rc = rd_str(&r, &s, &has_kind);

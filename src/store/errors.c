@@ -8,6 +8,10 @@
 
 #include "store/internal.h"
 
+/* The analyzer's models of these two (store/internal.h) are for callers. */
+#undef evs__err
+#undef evs__lmdb_err
+
 static _Thread_local char evs__detail[512];
 
 const char *evs_strerror(int code) {

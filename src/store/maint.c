@@ -214,7 +214,13 @@ int evs_store_verify(evs_store *s, evs_verify_report *out, evs_verify_cb cb,
                    (unsigned long long)pos);
   }
   mdb_cursor_close(c);
-  if (!v.stop) {
+  /* A read error ends the walk early: what was not read is not verified
+   * (and the index sizes cannot be compared with a partial count). */
+  int log_failed = mrc != 0 && mrc != MDB_NOTFOUND;
+  if (log_failed)
+    evs__problem(&v, "reading the log failed after %llu events: %s",
+                 (unsigned long long)out->events_checked, mdb_strerror(mrc));
+  if (!v.stop && !log_failed) {
     uint64_t n = out->events_checked;
     struct {
       MDB_dbi dbi;
@@ -247,7 +253,8 @@ int evs_store_verify(evs_store *s, evs_verify_report *out, evs_verify_cb cb,
       }
       evs_slice name;
       if (evs__stream_name(s, txn, st.stream_id, &name) ||
-          name.len != k.mv_size || memcmp(name.data, k.mv_data, name.len))
+          name.len != k.mv_size ||
+          memcmp(name.data, k.mv_data, name.len) != 0)
         evs__problem(&v, "stream '%.*s': id %llu does not map back to it",
                      (int)(k.mv_size > 255 ? 255 : k.mv_size),
                      (const char *)k.mv_data,
@@ -298,9 +305,17 @@ int evs_store_verify(evs_store *s, evs_verify_report *out, evs_verify_cb cb,
         }
       }
     }
+    if (mrc != 0 && mrc != MDB_NOTFOUND)
+      evs__problem(&v, "reading the streams table failed after %llu "
+                       "streams: %s",
+                   (unsigned long long)out->streams_checked,
+                   mdb_strerror(mrc));
     if (ic)
       mdb_cursor_close(ic);
     mdb_cursor_close(c);
+  } else if (!v.stop) {
+    evs__problem(&v, "reading the streams table failed: %s",
+                 mdb_strerror(mrc));
   }
   evs__read_end(s, txn);
   return 0;

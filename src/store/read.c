@@ -1046,9 +1046,9 @@ int evs_streams_next(evs_stream_iter *it, evs_slice *name,
       it->started = 1;
       const char *seek = it->have_last ? it->last : it->after;
       size_t seek_len = it->have_last ? it->last_len : it->after_len;
-      if (seek == NULL || (it->prefix_len && (seek_len < it->prefix_len ||
-                                              memcmp(seek, it->prefix,
-                                                     it->prefix_len) < 0))) {
+      if (seek == NULL || (it->prefix && (seek_len < it->prefix_len ||
+                                          memcmp(seek, it->prefix,
+                                                 it->prefix_len) < 0))) {
         seek = it->prefix;
         seek_len = it->prefix_len;
       }
@@ -1074,8 +1074,8 @@ int evs_streams_next(evs_stream_iter *it, evs_slice *name,
     if (rc)
       return it->state = evs__err(evs__lmdb_err(rc), "listing streams: %s",
                                   mdb_strerror(rc));
-    if (it->prefix_len && (k.mv_size < it->prefix_len ||
-                           memcmp(k.mv_data, it->prefix, it->prefix_len))) {
+    if (it->prefix && (k.mv_size < it->prefix_len ||
+                       memcmp(k.mv_data, it->prefix, it->prefix_len) != 0)) {
       it->state = 1;
       evs__sit_end(it);
       return 0;

@@ -274,6 +274,9 @@ static int evs__record_parse(evs__record *r, const void *buf, size_t len,
   r->flags = (uint32_t)flags;
   if (!(r->flags & EVS__REC_COMPRESSED) && r->raw_len != r->data_len)
     return EVS_ECORRUPT;
+  /* Readers hand the version out as an int64_t (evs_event.version). */
+  if (r->version > (uint64_t)INT64_MAX)
+    return EVS_ECORRUPT;
   if (check && n == 9 && c.p != c.end)
     return EVS_ECORRUPT;
   return 0;
@@ -304,6 +307,11 @@ int evs__stream_rec_decode(evs__stream_rec *s, const void *buf, size_t len) {
     return EVS_ECORRUPT;
   s->flags = (uint32_t)flags;
   if (s->last_version < -1 || s->start_version < 0)
+    return EVS_ECORRUPT;
+  /* The limits evs_stream_set_metadata() accepts: the readers compute
+   * last_version - max_count + 1 and now - max_age_sec * 10^9 in int64_t. */
+  if (s->max_count > (uint64_t)INT64_MAX ||
+      s->max_age_sec > (uint64_t)INT64_MAX / 1000000000u)
     return EVS_ECORRUPT;
   return 0;
 }
