@@ -137,6 +137,16 @@ int evs_store_verify(evs_store *s, evs_verify_report *out, evs_verify_cb cb,
       continue;
     }
     uint64_t pos = evs__get_be64(k.mv_data);
+    {
+      /* The cursor walk follows sibling order; a lookup by key descends
+       * through the branch pages, so damaged branch keys show up here. */
+      MDB_val lk = k, lv;
+      if (mdb_get(txn, s->db_events, &lk, &lv) != 0 ||
+          lv.mv_data != val.mv_data || lv.mv_size != val.mv_size)
+        evs__problem(&v, "position %llu cannot be looked up (damaged log "
+                         "B-tree)",
+                     (unsigned long long)pos);
+    }
     if (pos <= prev_pos)
       evs__problem(&v, "position %llu does not increase",
                    (unsigned long long)pos);
@@ -316,6 +326,33 @@ int evs_store_verify(evs_store *s, evs_verify_report *out, evs_verify_cb cb,
   } else if (!v.stop) {
     evs__problem(&v, "reading the streams table failed: %s",
                  mdb_strerror(mrc));
+  }
+  /* Name tables (types, categories): both directions agree. */
+  struct {
+    MDB_dbi by_name, by_id;
+    const char *what;
+  } tabs[] = {{s->db_types, s->db_type_names, "type"},
+              {s->db_cats, s->db_cat_names, "category"}};
+  for (size_t t = 0; t < 2 && !v.stop; t++) {
+    for (int dir = 0; dir < 2 && !v.stop; dir++) {
+      MDB_dbi from = dir ? tabs[t].by_id : tabs[t].by_name;
+      MDB_dbi to = dir ? tabs[t].by_name : tabs[t].by_id;
+      if (mdb_cursor_open(txn, from, &c) != 0)
+        continue;
+      for (mrc = mdb_cursor_get(c, &k, &val, MDB_FIRST); mrc == 0 && !v.stop;
+           mrc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
+        MDB_val back_k = val, back_v;
+        if (mdb_get(txn, to, &back_k, &back_v) != 0 ||
+            back_v.mv_size != k.mv_size ||
+            memcmp(back_v.mv_data, k.mv_data, k.mv_size) != 0)
+          evs__problem(&v, "the %s name table does not map back both ways",
+                       tabs[t].what);
+      }
+      if (mrc != 0 && mrc != MDB_NOTFOUND)
+        evs__problem(&v, "reading the %s table failed: %s", tabs[t].what,
+                     mdb_strerror(mrc));
+      mdb_cursor_close(c);
+    }
   }
   evs__read_end(s, txn);
   return 0;

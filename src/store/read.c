@@ -360,7 +360,12 @@ static int evs__next_stream(evs_iter *it) {
     evs__record r;
     rc = evs__load_record(it, pos, &r);
     if (rc == EVS_ENOTFOUND)
-      continue; /* compacted meanwhile */
+      /* The index and the log change in one transaction (compaction
+       * included), so within a snapshot a missing record is damage. */
+      return evs__err(EVS_ECORRUPT,
+                      "stream '%s' version %lld: its record at position "
+                      "%llu is missing from the log",
+                      it->name, (long long)ver, (unsigned long long)pos);
     if (rc)
       return rc;
     if (r.stream_id != it->sid || (int64_t)r.version != ver)
@@ -423,7 +428,12 @@ static int evs__next_pos(evs_iter *it) {
     if (it->kind == EVS__IT_INDEX) {
       rc = evs__load_record(it, pos, &r);
       if (rc == EVS_ENOTFOUND)
-        continue;
+        return evs__err(EVS_ECORRUPT,
+                        "the %s index lists position %llu, which is missing "
+                        "from the log",
+                        it->index_dbi == it->s->db_cat_index ? "category"
+                                                             : "type",
+                        (unsigned long long)pos);
       if (rc)
         return rc;
     } else if (evs__record_decode(&r, val.mv_data, val.mv_size)) {
@@ -1203,8 +1213,23 @@ int evs_find_event_id(evs_store *s, const evs_uuid *id, uint64_t *position) {
     rc = evs__err(evs__lmdb_err(rc), "id lookup: %s", mdb_strerror(rc));
   else if (v.mv_size != 8)
     rc = evs__err(EVS_ECORRUPT, "id index value of %zu bytes", v.mv_size);
-  else
-    *position = evs__get_be64(v.mv_data);
+  if (rc == 0) {
+    /* Trust, but verify: the record there must carry this id. */
+    uint64_t pos = evs__get_be64(v.mv_data);
+    uint8_t kb[8];
+    evs__put_be64(kb, pos);
+    MDB_val ek = {8, kb}, ev;
+    evs__record r;
+    if (mdb_get(txn, s->db_events, &ek, &ev) != 0 ||
+        evs__record_decode(&r, ev.mv_data, ev.mv_size) != 0 ||
+        memcmp(r.id, id->bytes, 16) != 0)
+      rc = evs__err(EVS_ECORRUPT,
+                    "the id index points to position %llu, whose record "
+                    "does not carry that id",
+                    (unsigned long long)pos);
+    else
+      *position = pos;
+  }
   evs__read_end(s, txn);
   return rc;
 }

@@ -432,10 +432,10 @@ Test(faults_corrupt, every_byte_of_a_stream_record_never_crashes) {
   cr_assert_eq(verify_errors(), 0, "the restored record is still flagged");
 }
 
-/* ---- known store bugs (disabled until fixed) ----------------------------- */
+/* ---- regressions: store bugs these tests found (fixed) ------------------- */
 
 /*
- * DISABLED, a known store bug. A damaged separator key in a branch page of
+ * Fixed store bug (this test failed before the fix). A damaged separator key in a branch page of
  * the events B-tree leaves cursor walks intact but breaks lookups by
  * position: evs_store_verify (which walks the log with a cursor) reports
  * nothing, evs_read_event says EVS_ENOTFOUND for events that exist, and
@@ -443,7 +443,7 @@ Test(faults_corrupt, every_byte_of_a_stream_record_never_crashes) {
  * treats a record it cannot find as "compacted meanwhile"), returning a
  * stream shorter than its version without an error.
  */
-Test(faults_corrupt, events_branch_key_flip_is_reported, .disabled = true) {
+Test(faults_corrupt, events_branch_key_flip_is_reported) {
   build_store();
   size_t ps;
   uint64_t root = db_root("events", &ps);
@@ -484,11 +484,11 @@ Test(faults_corrupt, events_branch_key_flip_is_reported, .disabled = true) {
 }
 
 /*
- * DISABLED, a known store bug: evs_find_event_id returns whatever position
+ * Fixed store bug (this test failed before the fix): evs_find_event_id returned whatever position
  * the id index holds, without checking that the record there has that id,
  * so a damaged id index hands out another event's position.
  */
-Test(faults_corrupt, find_event_id_checks_the_record, .disabled = true) {
+Test(faults_corrupt, find_event_id_checks_the_record) {
   build_store();
   evs_uuid id = tu_uuid(10);
   uint8_t val[8];

@@ -438,7 +438,7 @@ static void fill_disk(full_disk *d) {
   cr_assert_gt(d->a.n, 0);
 }
 
-/* What a full disk gives today (see the disabled test below). */
+/* What a full disk gives (see the regression test below). */
 static int is_full_disk_error(int rc) {
   return rc == -ENOSPC || rc == -EIO || rc == EVS_EIO;
 }
@@ -500,7 +500,7 @@ Test(faults_full, full_disk_loses_nothing_and_recovers) {
 }
 
 /*
- * DISABLED, a known store bug: on a full disk the first failed append
+ * Fixed store bug (this test failed before the fix): on a full disk the first failed append
  * (often every one, on tmpfs) returns -EIO with "commit failed:
  * Input/output error", because LMDB turns a short write into EIO and
  * src/store/append.c (evs__fatal_to_evs) maps only ENOSPC to the "disk is
