@@ -819,7 +819,7 @@ int evs_client_list_streams(evs_client *c, const char *prefix,
     if (strlen(after) > EVS_MAX_NAME_LEN)
       return evs__cl_err(EVS_EBADNAME, "'after' is longer than %u bytes",
                          EVS_MAX_NAME_LEN);
-    strcpy(last, after);
+    memcpy(last, after, strlen(after) + 1); /* bounded just above */
   }
   for (;;) {
     evs__proto_request q;

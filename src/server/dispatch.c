@@ -423,8 +423,9 @@ static void do_append(evsd_conn *c, evs__proto_request *req,
   op->at_ns = req->timestamp_ns;
   op->body = malloc(len);
   op->names = malloc(names_len ? names_len : 1);
-  op->parts = calloc(req->nparts, sizeof *op->parts);
-  op->events = calloc(req->nevents, sizeof *op->events);
+  /* calloc(0) may return NULL: never ask for zero elements. */
+  op->parts = calloc(req->nparts ? req->nparts : 1, sizeof *op->parts);
+  op->events = calloc(req->nevents ? req->nevents : 1, sizeof *op->events);
   if (op->body == NULL || op->names == NULL || op->parts == NULL ||
       op->events == NULL)
     goto oom;
