@@ -1,0 +1,373 @@
+/*
+ * evstore-bench — scenarios 5 and 6: subscriptions and projections.
+ *
+ *  5. subscription/catch-up: a $all subscription from checkpoint 0 over
+ *     the read store (1.1M events), until it reports being caught up.
+ *     Reference: the $all scan (read/all) of the same run.
+ *     subscription/live-1sub, live-100sub: 1 or 100 subscriptions opened at
+ *     the head; one writer appends single events durably (sync), one every
+ *     millisecond, each carrying the monotonic time of its append call in
+ *     its metadata; every subscriber records append-call-to-delivery
+ *     latency. Reference: the writer's own append latency (the commit).
+ *  6. projection/stream-state-rebuild: the built-in "stream-state"
+ *     projection over the read store: the first build, then blue/green
+ *     rebuilds (evs_runner_rebuild + evs_runner_catch_up), timed.
+ *     Reference: subscription catch-up.
+ *
+ * Both need the projections module (include/evstore/subscription.h and
+ * projection.h, src/projections/); bench/CMakeLists.txt defines
+ * EVS_BENCH_HAVE_SUB / EVS_BENCH_HAVE_PROJ when it is there, and the
+ * scenarios report "skipped" otherwise.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench.h"
+
+#if EVS_BENCH_HAVE_SUB
+
+static double sub_scan_ref(bench_ctx *c) {
+  const bench_result *r =
+      bench_find(c, "read/all", "events/s", "raw-lmdb-cursor");
+  return r ? r->value : NAN;
+}
+
+static void sub_catch_up(bench_ctx *c) {
+  const char *scen = "subscription/catch-up";
+  int rc = bench_read_store(c);
+  if (rc) {
+    bench_fail(c, scen, "read store: %s", evs_strerror(rc));
+    return;
+  }
+  evs_store *s = NULL;
+  if ((rc = evs_store_open(&s, c->read_store, NULL))) {
+    bench_fail(c, scen, "open: %s", evs_strerror(rc));
+    return;
+  }
+  bench_meas m = { 0 };
+  for (int r = 0; r < c->opt.reps; r++) {
+    evs_sub *sub = NULL;
+    evs_sub_options o = EVS_SUB_OPTIONS_INIT;
+    uint64_t n = 0, bytes = 0;
+    double t0 = bench_now();
+    rc = evs_sub_open(&sub, s, &o);
+    while (rc == 0) {
+      evs_sub_batch b;
+      int k = evs_sub_next(sub, &b, 1000);
+      if (k < 0) {
+        rc = k;
+        break;
+      }
+      for (size_t i = 0; i < b.count; i++)
+        bytes += b.events[i].data.len;
+      n += b.count;
+      if (b.caught_up)
+        break;
+    }
+    double secs = bench_now() - t0;
+    evs_sub_close(sub);
+    if (rc || n != c->read_store_events) {
+      bench_fail(c, scen, "catch-up: %s (%llu of %llu events)",
+                 rc ? evs_strerror(rc) : "wrong count", (unsigned long long)n,
+                 (unsigned long long)c->read_store_events);
+      evs_store_close(s);
+      return;
+    }
+    bench_meas_add(&m, (double)n, (double)bytes, 1, secs, NULL);
+  }
+  evs_store_close(s);
+  char note[128];
+  snprintf(note, sizeof note,
+           "$all from checkpoint 0 to caught-up, %llu "
+           "events, default batches",
+           (unsigned long long)c->read_store_events);
+  bench_meas ref = { 0 };
+  double scan = sub_scan_ref(c);
+  if (!isnan(scan)) {
+    ref.reps = 1;
+    ref.eps[0] = scan;
+  }
+  bench_emit_meas(c, scen, &m, isnan(scan) ? NULL : "$all-scan",
+                  isnan(scan) ? NULL : &ref, note);
+}
+
+/* ---- live latency ----------------------------------------------------------
+ */
+
+typedef struct live_shared {
+  evs_store *s;
+  int writer_done; /* atomics */
+  long written;
+} live_shared;
+
+typedef struct live_sub {
+  live_shared *sh;
+  evs_sub *sub;
+  pthread_t tid;
+  long received;
+  int err;
+  bench_lat lat;
+} live_sub;
+
+static void *live_main(void *arg) {
+  live_sub *ls = arg;
+  for (;;) {
+    evs_sub_batch b;
+    int k = evs_sub_next(ls->sub, &b, 200);
+    uint64_t now = bench_now_ns();
+    if (k == EVS_ECANCELED)
+      break;
+    if (k < 0 && k != EVS_ETIMEDOUT) {
+      ls->err = k;
+      break;
+    }
+    for (int i = 0; i < k; i++) {
+      const evs_event *ev = &b.events[i];
+      uint64_t sent;
+      if (ev->metadata.len == sizeof sent) {
+        memcpy(&sent, ev->metadata.data, sizeof sent);
+        bench_lat_add(&ls->lat, (double)(now - sent) / 1e3);
+      }
+      __atomic_fetch_add(&ls->received, 1, __ATOMIC_RELAXED);
+    }
+    if (__atomic_load_n(&ls->sh->writer_done, __ATOMIC_ACQUIRE) &&
+        __atomic_load_n(&ls->received, __ATOMIC_RELAXED) >=
+            __atomic_load_n(&ls->sh->written, __ATOMIC_ACQUIRE))
+      break;
+  }
+  return NULL;
+}
+
+static void sub_live(bench_ctx *c, int nsubs) {
+  char scen[64], dir[4200];
+  snprintf(scen, sizeof scen, "subscription/live-%dsub", nsubs);
+  double secs = c->opt.quick ? 0.2 : 2.0;
+  bench_meas m = { 0 }, app = { 0 };
+  uint8_t data[BENCH_DATA_SIZE];
+  uint64_t prng = 42;
+  bench_json_payload(data, sizeof data, &prng);
+  for (int r = 0; r < c->opt.reps; r++) {
+    live_shared sh;
+    memset(&sh, 0, sizeof sh);
+    int rc = bench_mkdir(c, "live", dir, sizeof dir);
+    if (rc == 0)
+      rc = evs_store_open(&sh.s, dir, NULL);
+    if (rc) {
+      bench_fail(c, scen, "open: %s", evs_strerror(rc));
+      return;
+    }
+    live_sub *subs = calloc((size_t)nsubs, sizeof *subs);
+    int started = 0;
+    for (int i = 0; subs && i < nsubs; i++) {
+      evs_sub_options o = EVS_SUB_OPTIONS_INIT;
+      o.start = EVS_SUB_FROM_END;
+      subs[i].sh = &sh;
+      if (evs_sub_open(&subs[i].sub, sh.s, &o))
+        break;
+      if (pthread_create(&subs[i].tid, NULL, live_main, &subs[i])) {
+        evs_sub_close(subs[i].sub);
+        break;
+      }
+      started++;
+    }
+    /* The writer: one durable append per millisecond. */
+    bench_lat alat = { 0 };
+    double start = bench_now(), next = start;
+    long written = 0;
+    int werr = 0;
+    char name[32];
+    while (started == nsubs && bench_now() < start + secs) {
+      double now = bench_now();
+      if (now < next) {
+        struct timespec ts = { 0, (long)((next - now) * 1e9) };
+        nanosleep(&ts, NULL);
+      }
+      next += 0.001;
+      evs_event_data ed;
+      memset(&ed, 0, sizeof ed);
+      ed.type = BENCH_TYPE;
+      ed.data = data;
+      ed.data_len = sizeof data;
+      uint64_t sent = bench_now_ns();
+      ed.metadata = &sent;
+      ed.metadata_len = sizeof sent;
+      snprintf(name, sizeof name, "order-%ld", written % BENCH_NSTREAMS);
+      double t0 = bench_now();
+      werr = evs_append(sh.s, name, EVS_EXPECT_ANY, &ed, 1, NULL);
+      bench_lat_add(&alat, (bench_now() - t0) * 1e6);
+      if (werr)
+        break;
+      written++;
+    }
+    __atomic_store_n(&sh.written, written, __ATOMIC_RELEASE);
+    __atomic_store_n(&sh.writer_done, 1, __ATOMIC_RELEASE);
+    /* Give the subscribers a moment to drain, then stop them. */
+    double until = bench_now() + 5.0;
+    for (int i = 0; i < started; i++) {
+      while (__atomic_load_n(&subs[i].received, __ATOMIC_RELAXED) < written &&
+             bench_now() < until) {
+        struct timespec ts = { 0, 1000000 };
+        nanosleep(&ts, NULL);
+      }
+    }
+    for (int i = 0; i < started; i++)
+      evs_sub_cancel(subs[i].sub);
+    bench_lat lat = { 0 };
+    long got = 0;
+    int err = werr ? werr : started < nsubs ? EVS_ENOMEM : 0;
+    for (int i = 0; i < started; i++) {
+      pthread_join(subs[i].tid, NULL);
+      evs_sub_close(subs[i].sub);
+      got += subs[i].received;
+      if (subs[i].err)
+        err = subs[i].err;
+      bench_lat_merge(&lat, &subs[i].lat);
+      bench_lat_free(&subs[i].lat);
+    }
+    free(subs);
+    evs_store_close(sh.s);
+    bench_rmtree(c, dir);
+    if (err || got != written * nsubs) {
+      bench_fail(c, scen, "%s: %ld of %ld deliveries",
+                 err ? evs_strerror(err) : "events missing", got,
+                 written * nsubs);
+      bench_lat_free(&lat);
+      bench_lat_free(&alat);
+      return;
+    }
+    bench_meas_add(&m, (double)got, 0, (double)got, secs, &lat);
+    bench_meas_add(&app, (double)written, 0, (double)written, secs, &alat);
+    bench_lat_free(&lat);
+    bench_lat_free(&alat);
+  }
+  char note[160];
+  snprintf(note, sizeof note,
+           "%d subscriber(s); 1 durable append/ms; latency = append call "
+           "to delivery; events/s = deliveries",
+           nsubs);
+  /* The reference is for the latency columns only: deliveries per second
+   * and appends per second are not comparable. */
+  bench_meas lat_only = app;
+  for (int r = 0; r < lat_only.reps; r++)
+    lat_only.eps[r] = lat_only.mbps[r] = NAN;
+  bench_emit_meas(c, scen, &m, "append-latency", &lat_only, note);
+  char ref[64];
+  snprintf(ref, sizeof ref, "append-latency/live-%dsub", nsubs);
+  bench_emit_meas(c, ref, &app, NULL, NULL,
+                  "the writer's evs_append latency (commit, sync)");
+}
+
+void sc_subscription(bench_ctx *c) {
+  sub_catch_up(c);
+  sub_live(c, 1);
+  sub_live(c, c->opt.quick ? 10 : 100);
+}
+
+#else
+
+void sc_subscription(bench_ctx *c) {
+  bench_skip(c, "subscription",
+             "include/evstore/subscription.h and src/projections/ are not "
+             "in this build yet");
+}
+
+#endif
+
+#if EVS_BENCH_HAVE_PROJ
+
+void sc_projection(bench_ctx *c) {
+  const char *scen = "projection/stream-state-rebuild";
+  char vdir[4200];
+  int rc = bench_read_store(c);
+  if (rc) {
+    bench_fail(c, scen, "read store: %s", evs_strerror(rc));
+    return;
+  }
+  evs_store *s = NULL;
+  evs_views *v = NULL;
+  evs_runner *run = NULL;
+  if ((rc = evs_store_open(&s, c->read_store, NULL)) ||
+      (rc = bench_mkdir(c, "views", vdir, sizeof vdir))) {
+    bench_fail(c, scen, "open: %s", evs_strerror(rc));
+    evs_store_close(s);
+    return;
+  }
+  evs_views_options vo = EVS_VIEWS_OPTIONS_INIT;
+  vo.path = vdir;
+  evs_projection def;
+  if ((rc = evs_views_open(&v, s, &vo)) ||
+      (rc = evs_runner_create(&run, v, NULL)) ||
+      (rc = evs_proj_builtin(&def, "stream-state")) ||
+      (rc = evs_runner_add(run, &def))) {
+    bench_fail(c, scen, "setup: %s (%s)", evs_strerror(rc), evs_last_error());
+    goto out;
+  }
+  bench_meas m = { 0 };
+  uint64_t head = 0;
+  evs_head_position(s, &head);
+  for (int r = 0; r < c->opt.reps; r++) {
+    double t0 = bench_now();
+    if (r > 0 && (rc = evs_runner_rebuild(run, "stream-state"))) {
+      bench_fail(c, scen, "rebuild: %s (%s)", evs_strerror(rc),
+                 evs_last_error());
+      goto out;
+    }
+    rc = evs_runner_catch_up(run);
+    double secs = bench_now() - t0;
+    evs_proj_status st;
+    memset(&st, 0, sizeof st);
+    if (rc == 0)
+      rc = evs_runner_status(run, "stream-state", &st);
+    if (rc || st.failed || st.checkpoint != head || st.rebuilding) {
+      bench_fail(c, scen, "catch-up: %s (%s; checkpoint %llu of %llu)",
+                 rc ? evs_strerror(rc) : "incomplete",
+                 st.failed ? st.error : evs_last_error(),
+                 (unsigned long long)st.checkpoint, (unsigned long long)head);
+      goto out;
+    }
+    bench_meas_add(&m, (double)head, 0, 1, secs, NULL);
+    bench_log("stream-state %s: %.1f s", r ? "rebuild" : "first build", secs);
+  }
+  {
+    const bench_result *cu =
+        bench_find(c, "subscription/catch-up", "events/s", NULL);
+    bench_meas ref = { 0 };
+    if (cu) {
+      ref.reps = 1;
+      ref.eps[0] = cu->value;
+    }
+    char note[160];
+    snprintf(note, sizeof note,
+             "built-in stream-state (JSON merge patch per event) over %llu "
+             "events; rep 1 = first build, then blue/green rebuilds",
+             (unsigned long long)head);
+    bench_emit_meas(c, scen, &m, cu ? "subscription-catch-up" : NULL,
+                    cu ? &ref : NULL, note);
+  }
+out:
+  evs_runner_free(run);
+  evs_views_close(v);
+  evs_store_close(s);
+  bench_rmtree(c, vdir);
+}
+
+#else
+
+void sc_projection(bench_ctx *c) {
+  bench_skip(c, "projection",
+             "include/evstore/projection.h and src/projections/ are not in "
+             "this build yet");
+}
+
+#endif
+
+/* 7. The server: evstored and the C client. */
+void sc_server(bench_ctx *c) {
+#ifndef EVS_BENCH_SERVER_REASON
+#define EVS_BENCH_SERVER_REASON                                                \
+  "evstored and the C client (include/evstore/client.h) are not built yet"
+#endif
+  bench_skip(c, "server", EVS_BENCH_SERVER_REASON);
+}
