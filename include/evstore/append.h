@@ -46,7 +46,7 @@ typedef struct evs_append_result {
   int64_t last_version;
   uint64_t first_position;
   uint64_t last_position;
-  int64_t timestamp_ns;  /* commit time */
+  int64_t timestamp_ns;   /* commit time */
   int64_t actual_version; /* on EVS_EWRONGVERSION: the stream's version */
   int idempotent;         /* 1 when nothing was written (a retry) */
 } evs_append_result;
@@ -112,13 +112,11 @@ EVS_EXTERN int evs_append_at(evs_store *store, evs_append_part *parts,
  * and all the bytes they point to must stay valid until then. Used by the
  * server to keep its event loop free.
  */
-typedef void (*evs_append_cb)(int status, evs_append_part *parts,
-                              size_t nparts, size_t failed_part,
-                              void *payload);
+typedef void (*evs_append_cb)(int status, evs_append_part *parts, size_t nparts,
+                              size_t failed_part, void *payload);
 
 EVS_EXTERN int evs_append_async(evs_store *store, evs_append_part *parts,
-                                size_t nparts, evs_append_cb cb,
-                                void *payload);
+                                size_t nparts, evs_append_cb cb, void *payload);
 
 /*
  * Soft delete (hard = 0): the stream is hidden from reads; a later append
@@ -139,14 +137,15 @@ EVS_EXTERN int evs_stream_delete(evs_store *store, const char *stream,
  * removed by evs_store_compact(). 0 / -1 mean "no limit" as noted.
  */
 typedef struct evs_stream_metadata {
-  uint64_t max_count;       /* keep the last N events; 0 = no limit */
-  uint64_t max_age_sec;     /* hide events older than this; 0 = no limit */
-  int64_t truncate_before;  /* hide versions below this; -1 = none */
-  const void *custom;       /* opaque bytes (usually JSON), may be NULL */
-  size_t custom_len;        /* at most 64 KiB */
+  uint64_t max_count;      /* keep the last N events; 0 = no limit */
+  uint64_t max_age_sec;    /* hide events older than this; 0 = no limit */
+  int64_t truncate_before; /* hide versions below this; -1 = none */
+  const void *custom;      /* opaque bytes (usually JSON), may be NULL */
+  size_t custom_len;       /* at most 64 KiB */
 } evs_stream_metadata;
 
-#define EVS_STREAM_METADATA_INIT { 0, 0, -1, NULL, 0 }
+#define EVS_STREAM_METADATA_INIT                                               \
+  { 0, 0, -1, NULL, 0 }
 
 /*
  * Replaces the metadata of `stream` (which need not exist yet).

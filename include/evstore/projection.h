@@ -51,7 +51,7 @@ typedef struct evs_views_options {
   uint32_t max_projections;  /* distinct projection names; 0 = 64 */
 } evs_views_options;
 
-#define EVS_VIEWS_OPTIONS_INIT                                                \
+#define EVS_VIEWS_OPTIONS_INIT                                                 \
   { EVS_VIEWS_OPTIONS_VERSION, NULL, 0, EVS_NOMETASYNC, 0 }
 
 /*
@@ -87,19 +87,18 @@ typedef struct evs_view_txn evs_view_txn;
  * EVS_ETOOLARGE, EVS_EMAPFULL and other storage errors (the runner retries
  * the batch after growing the map; a handler should return such codes).
  */
-EVS_EXTERN int evs_view_put(evs_view_txn *txn, const void *key,
-                            size_t key_len, const void *val, size_t val_len);
+EVS_EXTERN int evs_view_put(evs_view_txn *txn, const void *key, size_t key_len,
+                            const void *val, size_t val_len);
 
 /*
  * Looks `key` up. Returns 0 and sets *val (borrowed: valid until the next
  * put/delete in this transaction or its end) or EVS_ENOTFOUND.
  */
-EVS_EXTERN int evs_view_get(evs_view_txn *txn, const void *key,
-                            size_t key_len, evs_slice *val);
+EVS_EXTERN int evs_view_get(evs_view_txn *txn, const void *key, size_t key_len,
+                            evs_slice *val);
 
 /* Deletes `key`. Returns 0, or EVS_ENOTFOUND when it was absent. */
-EVS_EXTERN int evs_view_del(evs_view_txn *txn, const void *key,
-                            size_t key_len);
+EVS_EXTERN int evs_view_del(evs_view_txn *txn, const void *key, size_t key_len);
 
 /*
  * Scan callback: key and value are borrowed for the call. Return 0 to go
@@ -159,16 +158,16 @@ typedef int (*evs_proj_handler)(evs_view_txn *txn, const evs_event *ev,
 
 /* A projection's definition. Strings are copied by evs_runner_add(). */
 typedef struct evs_projection {
-  unsigned version;          /* EVS_PROJECTION_VERSION */
-  const char *name;          /* 1..64 bytes of [A-Za-z0-9._-] */
-  const char *category;      /* filters, as in evs_sub_options */
+  unsigned version;     /* EVS_PROJECTION_VERSION */
+  const char *name;     /* 1..64 bytes of [A-Za-z0-9._-] */
+  const char *category; /* filters, as in evs_sub_options */
   const char *stream_prefix;
   const char *event_type;
   evs_proj_handler handler;
-  void *payload;             /* passed to the handler */
+  void *payload; /* passed to the handler */
 } evs_projection;
 
-#define EVS_PROJECTION_INIT                                                   \
+#define EVS_PROJECTION_INIT                                                    \
   { EVS_PROJECTION_VERSION, NULL, NULL, NULL, NULL, NULL, NULL }
 
 typedef struct evs_runner evs_runner;
@@ -187,7 +186,8 @@ typedef struct evs_runner_options {
                                 process's commits every this many ms. */
 } evs_runner_options;
 
-#define EVS_RUNNER_OPTIONS_INIT { EVS_RUNNER_OPTIONS_VERSION, 0, 0, 0 }
+#define EVS_RUNNER_OPTIONS_INIT                                                \
+  { EVS_RUNNER_OPTIONS_VERSION, 0, 0, 0 }
 
 /*
  * Creates a runner over `views` (and its store). `opts` may be NULL.
@@ -239,18 +239,18 @@ EVS_EXTERN int evs_runner_wait(evs_runner *runner, const char *name,
 
 /* A projection's state. */
 typedef struct evs_proj_status {
-  uint64_t checkpoint;       /* last position applied (or skipped) */
-  uint64_t head;             /* head of the log now */
-  uint64_t behind;           /* head - checkpoint: positions still to
-                                consider (an upper bound of events) */
-  uint64_t events_applied;   /* handler calls committed by this runner */
-  int running;               /* a runner thread is working on it */
-  int failed;                /* stopped by an error (below) */
-  int error_code;            /* EVS_EHANDLER or the handler's EVS_E* code */
-  uint64_t error_position;   /* the event that failed */
-  char error[256];           /* the error's detail */
-  uint32_t generation;       /* view generation (bumped by each rebuild) */
-  int rebuilding;            /* a blue/green rebuild is in progress */
+  uint64_t checkpoint;         /* last position applied (or skipped) */
+  uint64_t head;               /* head of the log now */
+  uint64_t behind;             /* head - checkpoint: positions still to
+                                  consider (an upper bound of events) */
+  uint64_t events_applied;     /* handler calls committed by this runner */
+  int running;                 /* a runner thread is working on it */
+  int failed;                  /* stopped by an error (below) */
+  int error_code;              /* EVS_EHANDLER or the handler's EVS_E* code */
+  uint64_t error_position;     /* the event that failed */
+  char error[256];             /* the error's detail */
+  uint32_t generation;         /* view generation (bumped by each rebuild) */
+  int rebuilding;              /* a blue/green rebuild is in progress */
   uint64_t rebuild_checkpoint; /* its progress: position reached */
 } evs_proj_status;
 
@@ -367,12 +367,12 @@ EVS_EXTERN int evs_json_merge_patch(char **out, const char *target,
  * the stream). One snapshot per stream is kept: the newest.
  */
 typedef struct evs_snapshot {
-  char *stream;      /* NUL-terminated */
-  int64_t version;   /* the stream version the state includes */
-  char *schema;      /* the caller's schema tag, NUL-terminated */
-  void *data;        /* the state bytes */
+  char *stream;    /* NUL-terminated */
+  int64_t version; /* the stream version the state includes */
+  char *schema;    /* the caller's schema tag, NUL-terminated */
+  void *data;      /* the state bytes */
   size_t len;
-  int64_t saved_ns;  /* when it was saved */
+  int64_t saved_ns; /* when it was saved */
 } evs_snapshot;
 
 /*
@@ -401,8 +401,8 @@ EVS_EXTERN void evs_snapshot_free(evs_snapshot *snap);
 EVS_EXTERN int evs_snapshot_delete(evs_views *views, const char *stream);
 
 /* Restores an aggregate's state from snapshot bytes. Return 0 or an error. */
-typedef int (*evs_agg_restore_cb)(const void *data, size_t len,
-                                  int64_t version, void *payload);
+typedef int (*evs_agg_restore_cb)(const void *data, size_t len, int64_t version,
+                                  void *payload);
 /* Applies one event to the aggregate's state. Return 0 or an error. */
 typedef int (*evs_agg_apply_cb)(const evs_event *ev, void *payload);
 

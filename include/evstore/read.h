@@ -42,15 +42,16 @@ typedef enum evs_direction {
 typedef struct evs_read_options {
   unsigned version;
   evs_direction direction;
-  int64_t from_version;   /* first version to return (inclusive);
-                             EVS_FROM_END for backward from the last */
-  uint64_t limit;         /* at most this many events; 0 = no limit */
+  int64_t from_version;    /* first version to return (inclusive);
+                              EVS_FROM_END for backward from the last */
+  uint64_t limit;          /* at most this many events; 0 = no limit */
   uint64_t as_of_position; /* only events at positions <= this; 0 = now */
-  int64_t as_of_ns;       /* only events committed at or before this time
-                             (ns since epoch); 0 = now */
+  int64_t as_of_ns;        /* only events committed at or before this time
+                              (ns since epoch); 0 = now */
 } evs_read_options;
 
-#define EVS_READ_OPTIONS_INIT { EVS_READ_OPTIONS_VERSION, EVS_FORWARD, 0, 0, 0, 0 }
+#define EVS_READ_OPTIONS_INIT                                                  \
+  { EVS_READ_OPTIONS_VERSION, EVS_FORWARD, 0, 0, 0, 0 }
 
 /*
  * Reads `stream`. On success *out is an iterator to advance with
@@ -69,23 +70,25 @@ EVS_EXTERN int evs_read_stream(evs_iter **out, evs_store *store,
 typedef struct evs_read_all_options {
   unsigned version;
   evs_direction direction;
-  uint64_t from_position;  /* first position (inclusive); 0 = start forward;
-                              EVS_POSITION_END = end backward */
-  uint64_t limit;          /* 0 = no limit */
+  uint64_t from_position;    /* first position (inclusive); 0 = start forward;
+                                EVS_POSITION_END = end backward */
+  uint64_t limit;            /* 0 = no limit */
   const char *stream_prefix; /* only streams starting with this; NULL = all */
-  const char *category;    /* only this category; NULL = all */
-  const char *event_type;  /* only this type; NULL = all */
-  int64_t since_ns;        /* only events committed at/after; 0 = no bound */
-  int64_t until_ns;        /* only events committed at/before; 0 = no bound */
-  uint64_t until_position; /* only positions <= this; 0 = no bound */
-  uint32_t group_size;     /* consumer group: n members; 0 or 1 = off */
-  uint32_t group_member;   /* this member, 0..n-1: only streams whose
-                              evs_stream_hash() % n == member */
+  const char *category;      /* only this category; NULL = all */
+  const char *event_type;    /* only this type; NULL = all */
+  int64_t since_ns;          /* only events committed at/after; 0 = no bound */
+  int64_t until_ns;          /* only events committed at/before; 0 = no bound */
+  uint64_t until_position;   /* only positions <= this; 0 = no bound */
+  uint32_t group_size;       /* consumer group: n members; 0 or 1 = off */
+  uint32_t group_member;     /* this member, 0..n-1: only streams whose
+                                evs_stream_hash() % n == member */
 } evs_read_all_options;
 
-#define EVS_READ_ALL_OPTIONS_INIT                                             \
-  { EVS_READ_ALL_OPTIONS_VERSION, EVS_FORWARD, 0, 0, NULL, NULL, NULL,        \
-    0, 0, 0, 0, 0 }
+#define EVS_READ_ALL_OPTIONS_INIT                                              \
+  {                                                                            \
+    EVS_READ_ALL_OPTIONS_VERSION, EVS_FORWARD, 0, 0, NULL, NULL, NULL, 0, 0,   \
+        0, 0, 0                                                                \
+  }
 
 /*
  * Reads the global log ($all). Category- or type-filtered reads use their
@@ -116,8 +119,8 @@ EVS_EXTERN void evs_iter_free(evs_iter *it);
 #define EVS_STREAM_TOMBSTONED 0x2u /* hard-deleted */
 
 typedef struct evs_stream_info {
-  int exists;              /* 1 when the stream has visible events or was
-                              created and not deleted */
+  int exists; /* 1 when the stream has visible events or was
+                 created and not deleted */
   uint64_t stream_id;
   int64_t version;         /* last version, EVS_VERSION_NONE if none */
   int64_t first_version;   /* first version reads can see, or NONE */
@@ -126,12 +129,12 @@ typedef struct evs_stream_info {
   int64_t start_version;   /* first version of its current life (after a
                               soft delete and recreate), 0 otherwise */
   int64_t last_timestamp_ns;
-  unsigned flags;          /* EVS_STREAM_* */
+  unsigned flags; /* EVS_STREAM_* */
   uint64_t max_count;
   uint64_t max_age_sec;
   int64_t truncate_before;
-  void *custom;            /* malloc'd copy of the custom metadata, or NULL;
-                              free with evs_stream_info_clear() */
+  void *custom; /* malloc'd copy of the custom metadata, or NULL;
+                   free with evs_stream_info_clear() */
   size_t custom_len;
 } evs_stream_info;
 

@@ -72,9 +72,11 @@ typedef struct evs_sub_options {
                                 data and metadata copied into one batch */
 } evs_sub_options;
 
-#define EVS_SUB_OPTIONS_INIT                                                  \
-  { EVS_SUB_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, 0,                    \
-    EVS_SUB_FROM_CHECKPOINT, 0, 0, 0 }
+#define EVS_SUB_OPTIONS_INIT                                                   \
+  {                                                                            \
+    EVS_SUB_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, 0,                     \
+        EVS_SUB_FROM_CHECKPOINT, 0, 0, 0                                       \
+  }
 
 /*
  * One batch of events, as returned by evs_sub_next(). Everything it points
@@ -84,11 +86,11 @@ typedef struct evs_sub_options {
 typedef struct evs_sub_batch {
   const evs_event *events; /* `count` events in log order */
   size_t count;
-  uint64_t checkpoint;     /* the last position considered (delivered or
-                              skipped): save it once the batch is handled
-                              and resume from it later */
-  uint64_t head;           /* the head of the log when the batch was read */
-  int caught_up;           /* 1 when the batch reached that head */
+  uint64_t checkpoint; /* the last position considered (delivered or
+                          skipped): save it once the batch is handled
+                          and resume from it later */
+  uint64_t head;       /* the head of the log when the batch was read */
+  int caught_up;       /* 1 when the batch reached that head */
 } evs_sub_batch;
 
 /*
@@ -160,7 +162,8 @@ typedef struct evs_sub_callbacks {
 } evs_sub_callbacks;
 
 #define EVS_SUB_CALLBACKS_VERSION 1
-#define EVS_SUB_CALLBACKS_INIT { EVS_SUB_CALLBACKS_VERSION, NULL, NULL, NULL }
+#define EVS_SUB_CALLBACKS_INIT                                                 \
+  { EVS_SUB_CALLBACKS_VERSION, NULL, NULL, NULL }
 
 /*
  * Callback-driven runner: delivers every event to cbs->on_event, in log

@@ -32,7 +32,7 @@ typedef struct evs_uuid {
 #define EVS_VERSION_NONE ((int64_t)-1)
 
 /* Limits. */
-#define EVS_MAX_NAME_LEN 255u            /* stream and event type names */
+#define EVS_MAX_NAME_LEN 255u /* stream and event type names */
 #define EVS_DEFAULT_MAX_EVENT_SIZE (16u * 1024u * 1024u) /* data+metadata */
 #define EVS_HARD_MAX_EVENT_SIZE (64u * 1024u * 1024u)
 #define EVS_DEFAULT_MAX_APPEND_SIZE (64u * 1024u * 1024u) /* one call */
@@ -44,15 +44,15 @@ typedef struct evs_uuid {
  * iterator that produced it moves on or is freed.
  */
 typedef struct evs_event {
-  uint64_t position;     /* global position in $all, 1-based */
-  int64_t version;       /* 0-based version inside its stream */
-  int64_t timestamp_ns;  /* commit time, ns since the Unix epoch (UTC) */
-  uint64_t stream_id;    /* internal stream number */
+  uint64_t position;    /* global position in $all, 1-based */
+  int64_t version;      /* 0-based version inside its stream */
+  int64_t timestamp_ns; /* commit time, ns since the Unix epoch (UTC) */
+  uint64_t stream_id;   /* internal stream number */
   evs_uuid id;
-  evs_slice stream;      /* stream name (not NUL-terminated) */
-  evs_slice type;        /* event type (not NUL-terminated) */
-  evs_slice data;        /* payload, decompressed */
-  evs_slice metadata;    /* metadata bytes, possibly empty */
+  evs_slice stream;   /* stream name (not NUL-terminated) */
+  evs_slice type;     /* event type (not NUL-terminated) */
+  evs_slice data;     /* payload, decompressed */
+  evs_slice metadata; /* metadata bytes, possibly empty */
 } evs_event;
 
 /* Formats `id` as 36 characters plus NUL into `out` (at least 37 bytes). */

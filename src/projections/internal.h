@@ -39,9 +39,9 @@ struct evs_view_txn {
 
 /* A projection's catalog entry. */
 typedef struct evs__cat {
-  uint8_t active;      /* active view slot, 0 or 1 */
+  uint8_t active; /* active view slot, 0 or 1 */
   uint8_t failed;
-  uint8_t rebuilding;  /* building slot 1 - active */
+  uint8_t rebuilding; /* building slot 1 - active */
   uint32_t generation;
   uint64_t checkpoint;
   uint64_t rebuild_checkpoint;

@@ -317,8 +317,7 @@ static evs__vslot *evs__slot_find(evs_views *v, const char *name) {
 }
 
 /* Records handles in the cache; dbi_mu held. */
-static int evs__slot_add(evs_views *v, const char *name,
-                         const MDB_dbi dbi[2]) {
+static int evs__slot_add(evs_views *v, const char *name, const MDB_dbi dbi[2]) {
   if (v->nslots >= v->max_projections)
     return evs__err(EVS_ETOOLARGE,
                     "more than %u projections in one views environment",

@@ -51,7 +51,7 @@ struct evs__req {
   /* append */
   evs_append_part *parts;
   size_t nparts;
-  evs__prep *prep; /* all events of all parts, in order */
+  evs__prep *prep;  /* all events of all parts, in order */
   size_t *name_len; /* per part */
   /* delete / metadata */
   const char *stream;
@@ -60,7 +60,7 @@ struct evs__req {
   int hard;
   evs_stream_metadata md;
   int64_t actual_version;
-  void *compact; /* compaction state (maint.c) */
+  void *compact;    /* compaction state (maint.c) */
   int64_t fixed_ts; /* evs_append_at: the commit timestamp, else 0 */
   /* completion */
   int rc;
@@ -140,8 +140,7 @@ static int evs__prepare_append(evs_store *s, evs__req *r) {
       return evs__err(EVS_EBADNAME,
                       "stream names starting with '$' are reserved");
     if (pt->events == NULL || pt->count == 0)
-      return evs__err(EVS_EINVAL, "append to '%s' has no events",
-                      pt->stream);
+      return evs__err(EVS_EINVAL, "append to '%s' has no events", pt->stream);
     if (pt->count > EVS_MAX_EVENTS_PER_APPEND)
       return evs__err(EVS_EINVAL, "append of %zu events: at most %u per call",
                       pt->count, EVS_MAX_EVENTS_PER_APPEND);
@@ -241,8 +240,8 @@ static int evs__prepare_append(evs_store *s, evs__req *r) {
       void *buf = malloc(bound);
       if (buf == NULL)
         break;
-      size_t n = ZSTD_compress2((ZSTD_CCtx *)cctx, buf, bound, pr->data,
-                                pr->data_len);
+      size_t n =
+          ZSTD_compress2((ZSTD_CCtx *)cctx, buf, bound, pr->data, pr->data_len);
       if (ZSTD_isError(n) || n >= pr->data_len - pr->data_len / 16) {
         free(buf); /* does not pay: store as is */
         continue;
@@ -262,7 +261,7 @@ static int evs__prepare_append(evs_store *s, evs__req *r) {
 
 static int evs__put(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl,
                     const void *v, size_t vl, unsigned flags) {
-  MDB_val key = {kl, (void *)k}, val = {vl, (void *)v};
+  MDB_val key = { kl, (void *)k }, val = { vl, (void *)v };
   return mdb_put(txn, dbi, &key, &val, flags);
 }
 
@@ -290,7 +289,7 @@ static int evs__last_id(MDB_txn *txn, MDB_dbi dbi, uint64_t *next) {
 static int evs__intern(evs__batch *b, MDB_dbi by_name, MDB_dbi by_id,
                        uint64_t *next, const void *name, size_t len,
                        uint64_t *id) {
-  MDB_val k = {len, (void *)name}, v;
+  MDB_val k = { len, (void *)name }, v;
   int rc = mdb_get(b->txn, by_name, &k, &v);
   if (rc == 0) {
     if (v.mv_size != 8)
@@ -330,8 +329,8 @@ static int evs__new_stream(evs__batch *b, const char *name, size_t len,
                            evs__stream_rec *st) {
   evs_store *s = b->s;
   int rc;
-  if (b->next_sid == 0 && (rc = evs__last_id(b->txn, s->db_stream_ids,
-                                             &b->next_sid)) != 0)
+  if (b->next_sid == 0 &&
+      (rc = evs__last_id(b->txn, s->db_stream_ids, &b->next_sid)) != 0)
     return rc;
   memset(st, 0, sizeof *st);
   st->stream_id = b->next_sid++;
@@ -357,8 +356,7 @@ static int evs__check_expected(int64_t expected, int64_t cur) {
   return cur == expected;
 }
 
-static const char *evs__expected_text(int64_t expected, char *buf,
-                                      size_t cap) {
+static const char *evs__expected_text(int64_t expected, char *buf, size_t cap) {
   if (expected == EVS_EXPECT_ANY)
     return "any";
   if (expected == EVS_EXPECT_NO_STREAM)
@@ -372,8 +370,8 @@ static const char *evs__expected_text(int64_t expected, char *buf,
 /* Per-part state between the check and the write phase. */
 typedef struct evs__part_state {
   evs__stream_rec st;
-  int exists;   /* entry in the streams table */
-  int noop;     /* idempotent retry: nothing to write */
+  int exists; /* entry in the streams table */
+  int noop;   /* idempotent retry: nothing to write */
 } evs__part_state;
 
 /*
@@ -399,7 +397,7 @@ static int evs__check_part(evs__batch *b, evs__req *r, size_t p,
   size_t known = 0;
   uint64_t first_known_pos = 0;
   for (size_t i = 0; i < pt->count; i++) {
-    MDB_val k = {16, pt->events[i].id.bytes}, v;
+    MDB_val k = { 16, pt->events[i].id.bytes }, v;
     int mrc = mdb_get(b->txn, s->db_ids, &k, &v);
     if (mrc == MDB_NOTFOUND)
       continue;
@@ -415,7 +413,7 @@ static int evs__check_part(evs__batch *b, evs__req *r, size_t p,
     char idtxt[37];
     if (known < pt->count) {
       for (size_t i = 0; i < pt->count; i++) {
-        MDB_val k = {16, pt->events[i].id.bytes}, v;
+        MDB_val k = { 16, pt->events[i].id.bytes }, v;
         if (mdb_get(b->txn, s->db_ids, &k, &v) == 0) {
           evs_uuid_format(idtxt, &pt->events[i].id);
           break;
@@ -432,7 +430,7 @@ static int evs__check_part(evs__batch *b, evs__req *r, size_t p,
     uint64_t p0 = 0, plast = 0;
     int64_t ts0 = 0;
     for (size_t i = 0; i < pt->count; i++) {
-      MDB_val k = {16, pt->events[i].id.bytes}, v;
+      MDB_val k = { 16, pt->events[i].id.bytes }, v;
       int mrc = mdb_get(b->txn, s->db_ids, &k, &v);
       if (mrc || v.mv_size != 8) {
         *fatal = mrc ? evs__lmdb_err(mrc) : EVS_ECORRUPT;
@@ -441,14 +439,14 @@ static int evs__check_part(evs__batch *b, evs__req *r, size_t p,
       uint64_t pos = evs__get_be64(v.mv_data);
       uint8_t pk[8];
       evs__put_be64(pk, pos);
-      MDB_val ek = {8, pk}, ev;
+      MDB_val ek = { 8, pk }, ev;
       evs__record rec;
       mrc = mdb_get(b->txn, s->db_events, &ek, &ev);
       if (mrc || evs__record_peek(&rec, ev.mv_data, ev.mv_size)) {
-        *fatal = mrc && mrc != MDB_NOTFOUND ? evs__lmdb_err(mrc)
-                                            : EVS_ECORRUPT;
-        return evs__err(*fatal, "id index points to a missing record at "
-                                "position %llu",
+        *fatal = mrc && mrc != MDB_NOTFOUND ? evs__lmdb_err(mrc) : EVS_ECORRUPT;
+        return evs__err(*fatal,
+                        "id index points to a missing record at "
+                        "position %llu",
                         (unsigned long long)pos);
       }
       evs_uuid_format(idtxt, &pt->events[i].id);
@@ -507,8 +505,7 @@ static int evs__check_part(evs__batch *b, evs__req *r, size_t p,
     pt->result.actual_version = cur;
     return evs__err(EVS_EWRONGVERSION,
                     "stream '%s': expected version %s, actual version %lld",
-                    pt->stream,
-                    evs__expected_text(pt->expected, eb, sizeof eb),
+                    pt->stream, evs__expected_text(pt->expected, eb, sizeof eb),
                     (long long)cur);
   }
   return 0;
@@ -538,8 +535,8 @@ static int evs__write_part(evs__batch *b, evs__req *r, size_t p,
         memcmp(b->last_type, e->type, pr->type_len) == 0) {
       tid = b->last_tid;
     } else {
-      rc = evs__intern(b, s->db_types, s->db_type_names, &b->next_tid,
-                       e->type, pr->type_len, &tid);
+      rc = evs__intern(b, s->db_types, s->db_type_names, &b->next_tid, e->type,
+                       pr->type_len, &tid);
       if (rc)
         return rc;
       memcpy(b->last_type, e->type, pr->type_len);
@@ -548,21 +545,21 @@ static int evs__write_part(evs__batch *b, evs__req *r, size_t p,
     }
     uint64_t pos = b->next_pos++;
     evs__record rec = {
-        .stream_id = st->stream_id,
-        .version = (uint64_t)(base + (int64_t)i),
-        .timestamp_ns = b->ts,
-        .type_id = tid,
-        .id = e->id.bytes,
-        .flags = pr->flags,
-        .raw_len = pr->raw_len,
-        .metadata = e->metadata,
-        .metadata_len = e->metadata_len,
-        .data = pr->data,
-        .data_len = pr->data_len,
+      .stream_id = st->stream_id,
+      .version = (uint64_t)(base + (int64_t)i),
+      .timestamp_ns = b->ts,
+      .type_id = tid,
+      .id = e->id.bytes,
+      .flags = pr->flags,
+      .raw_len = pr->raw_len,
+      .metadata = e->metadata,
+      .metadata_len = e->metadata_len,
+      .data = pr->data,
+      .data_len = pr->data_len,
     };
     uint8_t pk[8];
     evs__put_be64(pk, pos);
-    MDB_val key = {8, pk}, val = {evs__record_exact_size(&rec), NULL};
+    MDB_val key = { 8, pk }, val = { evs__record_exact_size(&rec), NULL };
     rc = mdb_put(b->txn, s->db_events, &key, &val, MDB_APPEND | MDB_RESERVE);
     if (rc)
       return rc;
@@ -581,8 +578,7 @@ static int evs__write_part(evs__batch *b, evs__req *r, size_t p,
       return rc;
     uint8_t tk[8];
     evs__put_be64(tk, tid);
-    if ((rc = evs__put(b->txn, s->db_type_index, tk, 8, pk, 8,
-                       MDB_APPENDDUP)))
+    if ((rc = evs__put(b->txn, s->db_type_index, tk, 8, pk, 8, MDB_APPENDDUP)))
       return rc;
   }
   st->last_version = base + (int64_t)pt->count - 1;
@@ -679,10 +675,10 @@ static int evs__apply_delete(evs__batch *b, evs__req *r) {
     if (!evs__check_expected(r->expected, -1) ||
         r->expected == EVS_EXPECT_EXISTS) {
       r->actual_version = -1;
-      r->rc = evs__err(EVS_EWRONGVERSION,
-                       "stream '%s': expected version %s, actual version -1",
-                       r->stream,
-                       evs__expected_text(r->expected, eb, sizeof eb));
+      r->rc =
+          evs__err(EVS_EWRONGVERSION,
+                   "stream '%s': expected version %s, actual version -1",
+                   r->stream, evs__expected_text(r->expected, eb, sizeof eb));
       snprintf(r->detail, sizeof r->detail, "%s", evs_last_error());
       return 0;
     }
@@ -705,8 +701,8 @@ static int evs__apply_delete(evs__batch *b, evs__req *r) {
       r->rc = 0; /* already tombstoned */
       return 0;
     }
-    r->rc = evs__err(EVS_ESTREAMDELETED, "stream '%s' is tombstoned",
-                     r->stream);
+    r->rc =
+        evs__err(EVS_ESTREAMDELETED, "stream '%s' is tombstoned", r->stream);
     snprintf(r->detail, sizeof r->detail, "%s", evs_last_error());
     return 0;
   }
@@ -715,8 +711,7 @@ static int evs__apply_delete(evs__batch *b, evs__req *r) {
   if (!evs__check_expected(r->expected, cur)) {
     r->rc = evs__err(EVS_EWRONGVERSION,
                      "stream '%s': expected version %s, actual version %lld",
-                     r->stream,
-                     evs__expected_text(r->expected, eb, sizeof eb),
+                     r->stream, evs__expected_text(r->expected, eb, sizeof eb),
                      (long long)cur);
     snprintf(r->detail, sizeof r->detail, "%s", evs_last_error());
     return 0;
@@ -748,8 +743,8 @@ static int evs__apply_metadata(evs__batch *b, evs__req *r) {
   } else if (rc) {
     return rc;
   } else if (st.flags & EVS_STREAM_TOMBSTONED) {
-    r->rc = evs__err(EVS_ESTREAMDELETED, "stream '%s' is tombstoned",
-                     r->stream);
+    r->rc =
+        evs__err(EVS_ESTREAMDELETED, "stream '%s' is tombstoned", r->stream);
     snprintf(r->detail, sizeof r->detail, "%s", evs_last_error());
     return 0;
   }
@@ -873,8 +868,8 @@ static void evs__run_batch(evs_store *s, evs__req **reqs, size_t n) {
       __atomic_add_fetch(&s->n_bytes_written, b.bytes_written,
                          __ATOMIC_RELAXED);
       if (b.events_written) {
-        evs__group_info g = {head, n, b.events_written, b.bytes_written,
-                             evs__mono_ns() - t0};
+        evs__group_info g = { head, n, b.events_written, b.bytes_written,
+                              evs__mono_ns() - t0 };
         evs__publish(s, head, b.floor, &g);
       }
       return;

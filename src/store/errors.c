@@ -18,8 +18,8 @@ const char *evs_strerror(int code) {
   switch (code) {
   case 0:
     return "success";
-#define EVS__ERRNO_MSG(name, value, msg)                                      \
-  case EVS_##name:                                                            \
+#define EVS__ERRNO_MSG(name, value, msg)                                       \
+  case EVS_##name:                                                             \
     return msg;
     EVS_ERRNO_MAP(EVS__ERRNO_MSG)
 #undef EVS__ERRNO_MSG
@@ -35,8 +35,8 @@ const char *evs_err_name(int code) {
   switch (code) {
   case 0:
     return "OK";
-#define EVS__ERRNO_NAME(name, value, msg)                                     \
-  case EVS_##name:                                                            \
+#define EVS__ERRNO_NAME(name, value, msg)                                      \
+  case EVS_##name:                                                             \
     return "EVS_" #name;
     EVS_ERRNO_MAP(EVS__ERRNO_NAME)
 #undef EVS__ERRNO_NAME
@@ -65,9 +65,13 @@ const char *evs_err_name(int code) {
   }
 }
 
-const char *evs_last_error(void) { return evs__detail; }
+const char *evs_last_error(void) {
+  return evs__detail;
+}
 
-void evs__clear_error(void) { evs__detail[0] = '\0'; }
+void evs__clear_error(void) {
+  evs__detail[0] = '\0';
+}
 
 void evs__set_detail(const char *detail) {
   snprintf(evs__detail, sizeof evs__detail, "%s", detail ? detail : "");

@@ -96,12 +96,12 @@ typedef struct evs__record {
   uint64_t version;
   int64_t timestamp_ns;
   uint64_t type_id;
-  const uint8_t *id;     /* 16 bytes */
+  const uint8_t *id; /* 16 bytes */
   uint32_t flags;
-  uint64_t raw_len;      /* uncompressed data length */
+  uint64_t raw_len; /* uncompressed data length */
   const void *metadata;
   size_t metadata_len;
-  const void *data;      /* stored bytes (compressed if flagged) */
+  const void *data; /* stored bytes (compressed if flagged) */
   size_t data_len;
 } evs__record;
 
@@ -119,10 +119,10 @@ int evs__record_peek(evs__record *r, const void *buf, size_t len);
 /* Stream table value. */
 typedef struct evs__stream_rec {
   uint64_t stream_id;
-  int64_t last_version;   /* -1 none */
+  int64_t last_version; /* -1 none */
   uint64_t last_position;
-  uint32_t flags;         /* EVS_STREAM_* */
-  int64_t start_version;  /* first version of the current life */
+  uint32_t flags;        /* EVS_STREAM_* */
+  int64_t start_version; /* first version of the current life */
   uint64_t max_count;
   uint64_t max_age_sec;
   int64_t truncate_before;
@@ -144,11 +144,11 @@ typedef struct evs__req evs__req;
 
 /* What one group commit did (internal API for metrics). */
 typedef struct evs__group_info {
-  uint64_t head;        /* head of the log after the commit */
-  size_t requests;      /* requests in the group (appends, deletes, ...) */
-  uint64_t events;      /* events written */
-  uint64_t bytes;       /* record bytes written */
-  int64_t commit_ns;    /* time to apply and commit the group */
+  uint64_t head;     /* head of the log after the commit */
+  size_t requests;   /* requests in the group (appends, deletes, ...) */
+  uint64_t events;   /* events written */
+  uint64_t bytes;    /* record bytes written */
+  int64_t commit_ns; /* time to apply and commit the group */
 } evs__group_info;
 
 /* A listener woken after every commit that wrote events (internal API for
@@ -188,8 +188,8 @@ struct evs_store {
 
   /* Write queue (group commit). */
   pthread_mutex_t q_mu;
-  pthread_cond_t q_cv;   /* sync waiters */
-  pthread_cond_t wt_cv;  /* the background writer thread */
+  pthread_cond_t q_cv;  /* sync waiters */
+  pthread_cond_t wt_cv; /* the background writer thread */
   evs__req *q_head, *q_tail;
   size_t q_len;
   int leader_active;
