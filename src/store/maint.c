@@ -97,7 +97,7 @@ static int evs__has_dup(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl,
   MDB_cursor *c;
   if (mdb_cursor_open(txn, dbi, &c))
     return 0;
-  MDB_val key = {kl, (void *)k}, val = {dl, (void *)d};
+  MDB_val key = { kl, (void *)k }, val = { dl, (void *)d };
   int rc = mdb_cursor_get(c, &key, &val, MDB_GET_BOTH);
   mdb_cursor_close(c);
   return rc == 0;
@@ -113,7 +113,7 @@ int evs_store_verify(evs_store *s, evs_verify_report *out, evs_verify_cb cb,
   int rc = evs__read_begin(s, &txn);
   if (rc)
     return rc;
-  evs__vctx v = {cb, payload, out, evs__entries(txn, s->db_events), 0};
+  evs__vctx v = { cb, payload, out, evs__entries(txn, s->db_events), 0 };
   MDB_cursor *c;
   int mrc = mdb_cursor_open(txn, s->db_events, &c);
   if (mrc) {
@@ -143,8 +143,9 @@ int evs_store_verify(evs_store *s, evs_verify_report *out, evs_verify_cb cb,
       MDB_val lk = k, lv;
       if (mdb_get(txn, s->db_events, &lk, &lv) != 0 ||
           lv.mv_data != val.mv_data || lv.mv_size != val.mv_size)
-        evs__problem(&v, "position %llu cannot be looked up (damaged log "
-                         "B-tree)",
+        evs__problem(&v,
+                     "position %llu cannot be looked up (damaged log "
+                     "B-tree)",
                      (unsigned long long)pos);
     }
     if (pos <= prev_pos)
@@ -153,8 +154,9 @@ int evs_store_verify(evs_store *s, evs_verify_report *out, evs_verify_cb cb,
     prev_pos = pos;
     evs__record r;
     if (evs__record_decode(&r, val.mv_data, val.mv_size)) {
-      evs__problem(&v, "record at position %llu is corrupt (checksum or "
-                       "structure)",
+      evs__problem(&v,
+                   "record at position %llu is corrupt (checksum or "
+                   "structure)",
                    (unsigned long long)pos);
       continue;
     }
@@ -163,8 +165,9 @@ int evs_store_verify(evs_store *s, evs_verify_report *out, evs_verify_cb cb,
       size_t cap = 0;
       evs_slice d;
       if (evs__record_data(s, &r, &buf, &cap, &dctx, &d))
-        evs__problem(&v, "record at position %llu: data does not "
-                         "decompress",
+        evs__problem(&v,
+                     "record at position %llu: data does not "
+                     "decompress",
                      (unsigned long long)pos);
       free(buf);
       if (dctx)
@@ -184,22 +187,23 @@ int evs_store_verify(evs_store *s, evs_verify_report *out, evs_verify_cb cb,
       if (evs__stream_name(s, txn, r.stream_id, &sname) ||
           evs__stream_get(s, txn, sname.data, sname.len, &st)) {
         evs__problem(&v, "position %llu: unknown stream id %llu",
-                     (unsigned long long)pos,
-                     (unsigned long long)r.stream_id);
+                     (unsigned long long)pos, (unsigned long long)r.stream_id);
         continue;
       }
       cached_sid = r.stream_id;
       cached_cid = st.category_id;
       cached_last = st.last_version;
       if (st.stream_id != r.stream_id)
-        evs__problem(&v, "stream id %llu maps to a stream record with id "
-                         "%llu",
+        evs__problem(&v,
+                     "stream id %llu maps to a stream record with id "
+                     "%llu",
                      (unsigned long long)r.stream_id,
                      (unsigned long long)st.stream_id);
     }
     if ((int64_t)r.version > cached_last)
-      evs__problem(&v, "position %llu: version %llu beyond its stream's "
-                       "last version %lld",
+      evs__problem(&v,
+                   "position %llu: version %llu beyond its stream's "
+                   "last version %lld",
                    (unsigned long long)pos, (unsigned long long)r.version,
                    (long long)cached_last);
     uint8_t kb[8], vb[16];
@@ -209,7 +213,7 @@ int evs_store_verify(evs_store *s, evs_verify_report *out, evs_verify_cb cb,
     if (!evs__has_dup(txn, s->db_stream_index, kb, 8, vb, 16))
       evs__problem(&v, "position %llu missing from the stream index",
                    (unsigned long long)pos);
-    MDB_val ik = {16, (void *)r.id}, iv;
+    MDB_val ik = { 16, (void *)r.id }, iv;
     if (mdb_get(txn, s->db_ids, &ik, &iv) || iv.mv_size != 8 ||
         evs__get_be64(iv.mv_data) != pos)
       evs__problem(&v, "position %llu missing from the id index",
@@ -235,16 +239,15 @@ int evs_store_verify(evs_store *s, evs_verify_report *out, evs_verify_cb cb,
     struct {
       MDB_dbi dbi;
       const char *name;
-    } idx[] = {{s->db_stream_index, "stream"},
-               {s->db_ids, "id"},
-               {s->db_cat_index, "category"},
-               {s->db_type_index, "type"}};
+    } idx[] = { { s->db_stream_index, "stream" },
+                { s->db_ids, "id" },
+                { s->db_cat_index, "category" },
+                { s->db_type_index, "type" } };
     for (size_t i = 0; i < 4; i++) {
       uint64_t e = evs__entries(txn, idx[i].dbi);
       if (e != n)
         evs__problem(&v, "the %s index has %llu entries for %llu events",
-                     idx[i].name, (unsigned long long)e,
-                     (unsigned long long)n);
+                     idx[i].name, (unsigned long long)e, (unsigned long long)n);
     }
   }
   /* Streams: names agree both ways, the index tail matches the record. */
@@ -263,17 +266,15 @@ int evs_store_verify(evs_store *s, evs_verify_report *out, evs_verify_cb cb,
       }
       evs_slice name;
       if (evs__stream_name(s, txn, st.stream_id, &name) ||
-          name.len != k.mv_size ||
-          memcmp(name.data, k.mv_data, name.len) != 0)
+          name.len != k.mv_size || memcmp(name.data, k.mv_data, name.len) != 0)
         evs__problem(&v, "stream '%.*s': id %llu does not map back to it",
                      (int)(k.mv_size > 255 ? 255 : k.mv_size),
-                     (const char *)k.mv_data,
-                     (unsigned long long)st.stream_id);
+                     (const char *)k.mv_data, (unsigned long long)st.stream_id);
       if (ic == NULL || st.last_version < 0)
         continue;
       uint8_t kb[8];
       evs__put_be64(kb, st.stream_id);
-      MDB_val ikey = {8, kb}, iv;
+      MDB_val ikey = { 8, kb }, iv;
       int irc = mdb_cursor_get(ic, &ikey, &iv, MDB_SET);
       if (irc == MDB_NOTFOUND) {
         /* Compaction may remove every event of a stream that hides them
@@ -292,8 +293,9 @@ int evs_store_verify(evs_store *s, evs_verify_report *out, evs_verify_cb cb,
       if (irc || iv.mv_size != 16 ||
           (int64_t)evs__get_be64(iv.mv_data) != st.last_version ||
           evs__get_be64((uint8_t *)iv.mv_data + 8) != st.last_position) {
-        evs__problem(&v, "stream '%.*s': last version %lld at %llu does not "
-                         "match its index",
+        evs__problem(&v,
+                     "stream '%.*s': last version %lld at %llu does not "
+                     "match its index",
                      (int)(k.mv_size > 255 ? 255 : k.mv_size),
                      (const char *)k.mv_data, (long long)st.last_version,
                      (unsigned long long)st.last_position);
@@ -302,13 +304,14 @@ int evs_store_verify(evs_store *s, evs_verify_report *out, evs_verify_cb cb,
       /* Versions in the index are consecutive. */
       size_t count = 0;
       if (mdb_cursor_count(ic, &count) == 0 && count > 0) {
-        MDB_val fk = {8, kb}, fv;
+        MDB_val fk = { 8, kb }, fv;
         if (mdb_cursor_get(ic, &fk, &fv, MDB_FIRST_DUP) == 0 &&
             fv.mv_size == 16) {
           int64_t first = (int64_t)evs__get_be64(fv.mv_data);
           if (st.last_version - first + 1 != (int64_t)count)
-            evs__problem(&v, "stream '%.*s': %zu index entries for versions "
-                             "%lld..%lld (a gap)",
+            evs__problem(&v,
+                         "stream '%.*s': %zu index entries for versions "
+                         "%lld..%lld (a gap)",
                          (int)(k.mv_size > 255 ? 255 : k.mv_size),
                          (const char *)k.mv_data, count, (long long)first,
                          (long long)st.last_version);
@@ -316,23 +319,22 @@ int evs_store_verify(evs_store *s, evs_verify_report *out, evs_verify_cb cb,
       }
     }
     if (mrc != 0 && mrc != MDB_NOTFOUND)
-      evs__problem(&v, "reading the streams table failed after %llu "
-                       "streams: %s",
-                   (unsigned long long)out->streams_checked,
-                   mdb_strerror(mrc));
+      evs__problem(&v,
+                   "reading the streams table failed after %llu "
+                   "streams: %s",
+                   (unsigned long long)out->streams_checked, mdb_strerror(mrc));
     if (ic)
       mdb_cursor_close(ic);
     mdb_cursor_close(c);
   } else if (!v.stop) {
-    evs__problem(&v, "reading the streams table failed: %s",
-                 mdb_strerror(mrc));
+    evs__problem(&v, "reading the streams table failed: %s", mdb_strerror(mrc));
   }
   /* Name tables (types, categories): both directions agree. */
   struct {
     MDB_dbi by_name, by_id;
     const char *what;
-  } tabs[] = {{s->db_types, s->db_type_names, "type"},
-              {s->db_cats, s->db_cat_names, "category"}};
+  } tabs[] = { { s->db_types, s->db_type_names, "type" },
+               { s->db_cats, s->db_cat_names, "category" } };
   for (size_t t = 0; t < 2 && !v.stop; t++) {
     for (int dir = 0; dir < 2 && !v.stop; dir++) {
       MDB_dbi from = dir ? tabs[t].by_id : tabs[t].by_name;
@@ -376,7 +378,7 @@ typedef struct evs__compact_state {
 
 static int evs__del(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl,
                     const void *d, size_t dl) {
-  MDB_val key = {kl, (void *)k}, val = {dl, (void *)d};
+  MDB_val key = { kl, (void *)k }, val = { dl, (void *)d };
   int rc = mdb_del(txn, dbi, &key, d ? &val : NULL);
   return rc == MDB_NOTFOUND ? 0 : rc;
 }
@@ -385,8 +387,7 @@ static int evs__del(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl,
  * *more is set when the budget ran out first. */
 static int evs__compact_stream(evs_store *s, MDB_txn *txn,
                                const evs__stream_rec *st, uint64_t head,
-                               uint64_t *budget, uint64_t *removed,
-                               int *more) {
+                               uint64_t *budget, uint64_t *removed, int *more) {
   int all = (st->flags & EVS_STREAM_TOMBSTONED) != 0;
   int64_t lo = evs__visible_from(st);
   int64_t cut = st->max_age_sec
@@ -400,7 +401,7 @@ static int evs__compact_stream(evs_store *s, MDB_txn *txn,
     return rc;
   *more = 0;
   for (;;) {
-    MDB_val k = {8, sk}, v;
+    MDB_val k = { 8, sk }, v;
     rc = mdb_cursor_get(c, &k, &v, MDB_SET);
     if (rc == 0)
       rc = mdb_cursor_get(c, &k, &v, MDB_FIRST_DUP);
@@ -418,7 +419,7 @@ static int evs__compact_stream(evs_store *s, MDB_txn *txn,
     uint64_t pos = evs__get_be64((const uint8_t *)v.mv_data + 8);
     uint8_t pk[8];
     evs__put_be64(pk, pos);
-    MDB_val ek = {8, pk}, ev;
+    MDB_val ek = { 8, pk }, ev;
     evs__record r;
     int grc = mdb_get(txn, s->db_events, &ek, &ev);
     if (grc && grc != MDB_NOTFOUND) {
@@ -498,14 +499,14 @@ int evs__apply_compact(evs_store *s, MDB_txn *txn, void *state, int *req_rc) {
     memcpy(cs->p_resume, k.mv_data, k.mv_size);
     cs->p_resume_len = k.mv_size;
     cs->p_have_resume = 1;
-    int restricted = (st.flags & (EVS_STREAM_TOMBSTONED |
-                                  EVS_STREAM_DELETED)) ||
-                     st.max_count || st.max_age_sec ||
-                     st.truncate_before > 0 || st.start_version > 0;
+    int restricted =
+        (st.flags & (EVS_STREAM_TOMBSTONED | EVS_STREAM_DELETED)) ||
+        st.max_count || st.max_age_sec || st.truncate_before > 0 ||
+        st.start_version > 0;
     if (restricted) {
       int more = 0;
-      int crc = evs__compact_stream(s, txn, &st, head, &budget,
-                                    &cs->p_removed, &more);
+      int crc = evs__compact_stream(s, txn, &st, head, &budget, &cs->p_removed,
+                                    &more);
       if (crc) {
         mdb_cursor_close(c);
         return crc;

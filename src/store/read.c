@@ -19,7 +19,11 @@
 #define EVS__SCACHE 256
 #define EVS__TCACHE 64
 
-enum { EVS__IT_STREAM = 1, EVS__IT_ALL = 2, EVS__IT_INDEX = 3 };
+enum {
+  EVS__IT_STREAM = 1,
+  EVS__IT_ALL = 2,
+  EVS__IT_INDEX = 3
+};
 
 typedef struct evs__scache {
   uint64_t sid;
@@ -150,22 +154,19 @@ static int evs__stream_of(evs_iter *it, uint64_t sid, evs__scache **out) {
   c->sid = sid;
   c->valid = 1;
   c->name = name;
-  c->visible_any =
-      !(st.flags & (EVS_STREAM_TOMBSTONED | EVS_STREAM_DELETED));
+  c->visible_any = !(st.flags & (EVS_STREAM_TOMBSTONED | EVS_STREAM_DELETED));
   c->lo = evs__visible_from(&st);
   c->age_cut = st.max_age_sec
                    ? evs__now_ns() - (int64_t)st.max_age_sec * 1000000000LL
                    : INT64_MIN;
   c->match = 1;
-  if (it->prefix_len &&
-      (name.len < it->prefix_len ||
-       memcmp(name.data, it->prefix, it->prefix_len) != 0))
+  if (it->prefix_len && (name.len < it->prefix_len ||
+                         memcmp(name.data, it->prefix, it->prefix_len) != 0))
     c->match = 0;
   if (it->has_cat && st.category_id != it->cid)
     c->match = 0;
   if (it->group_size > 1 &&
-      evs_stream_hash(name.data, name.len) % it->group_size !=
-          it->group_member)
+      evs_stream_hash(name.data, name.len) % it->group_size != it->group_member)
     c->match = 0;
   *out = c;
   return 0;
@@ -181,8 +182,8 @@ static int evs__it_fill(evs_iter *it, uint64_t pos, const evs__record *r,
     return rc;
   rc = evs__record_data(it->s, r, &it->zbuf, &it->zcap, &it->dctx, &ev->data);
   if (rc)
-    return evs__err(rc, "event at position %llu: %s",
-                    (unsigned long long)pos, evs_last_error());
+    return evs__err(rc, "event at position %llu: %s", (unsigned long long)pos,
+                    evs_last_error());
   ev->position = pos;
   ev->version = (int64_t)r->version;
   ev->timestamp_ns = r->timestamp_ns;
@@ -197,7 +198,7 @@ static int evs__it_fill(evs_iter *it, uint64_t pos, const evs__record *r,
 static int evs__load_record(evs_iter *it, uint64_t pos, evs__record *r) {
   uint8_t kb[8];
   evs__put_be64(kb, pos);
-  MDB_val k = {8, kb}, v;
+  MDB_val k = { 8, kb }, v;
   int rc = mdb_get(it->txn, it->s->db_events, &k, &v);
   if (rc == MDB_NOTFOUND)
     return EVS_ENOTFOUND;
@@ -251,8 +252,7 @@ static int evs__step_stream(evs_iter *it, int64_t *ver, uint64_t *pos) {
   if (rc)
     return evs__err(evs__lmdb_err(rc), "stream index: %s", mdb_strerror(rc));
   if (v.mv_size != 16)
-    return evs__err(EVS_ECORRUPT, "stream index entry of %zu bytes",
-                    v.mv_size);
+    return evs__err(EVS_ECORRUPT, "stream index entry of %zu bytes", v.mv_size);
   *ver = (int64_t)evs__get_be64(v.mv_data);
   *pos = evs__get_be64((const uint8_t *)v.mv_data + 8);
   return 1;
@@ -300,16 +300,15 @@ static int evs__step_pos(evs_iter *it, uint64_t *pos, MDB_val *val) {
     }
     it->positioned = 1;
   } else {
-    MDB_cursor_op op = idx ? (it->dir == EVS_FORWARD ? MDB_NEXT_DUP
-                                                     : MDB_PREV_DUP)
-                           : (it->dir == EVS_FORWARD ? MDB_NEXT : MDB_PREV);
+    MDB_cursor_op op =
+        idx ? (it->dir == EVS_FORWARD ? MDB_NEXT_DUP : MDB_PREV_DUP)
+            : (it->dir == EVS_FORWARD ? MDB_NEXT : MDB_PREV);
     rc = mdb_cursor_get(it->cur, &k, &v, op);
   }
   if (rc == MDB_NOTFOUND)
     return 0;
   if (rc)
-    return evs__err(evs__lmdb_err(rc), "reading the log: %s",
-                    mdb_strerror(rc));
+    return evs__err(evs__lmdb_err(rc), "reading the log: %s", mdb_strerror(rc));
   if (idx) {
     if (v.mv_size != 8)
       return evs__err(EVS_ECORRUPT, "index entry of %zu bytes", v.mv_size);
@@ -378,7 +377,7 @@ static int evs__next_stream(evs_iter *it) {
         return 0;
       continue;
     }
-    evs_slice name = {it->name, it->name_len};
+    evs_slice name = { it->name, it->name_len };
     rc = evs__it_fill(it, pos, &r, name);
     return rc ? rc : 1;
   }
@@ -387,7 +386,7 @@ static int evs__next_stream(evs_iter *it) {
 static int evs__next_pos(evs_iter *it) {
   for (;;) {
     uint64_t pos = 0;
-    MDB_val val = {0, NULL};
+    MDB_val val = { 0, NULL };
     int rc = evs__step_pos(it, &pos, &val);
     if (rc < 0)
       return rc;
@@ -469,8 +468,7 @@ int evs_iter_next(evs_iter *it, const evs_event **ev) {
   int rc = evs__maybe_renew(it);
   if (rc == 0) {
     it->since_renew++;
-    rc = it->kind == EVS__IT_STREAM ? evs__next_stream(it)
-                                    : evs__next_pos(it);
+    rc = it->kind == EVS__IT_STREAM ? evs__next_stream(it) : evs__next_pos(it);
   }
   if (rc == 1) {
     it->count++;
@@ -580,13 +578,13 @@ int evs_read_stream(evs_iter **out, evs_store *s, const char *stream,
     /* Did the stream exist as of hi? Its first entry must be <= hi. */
     uint8_t kb[8];
     evs__put_be64(kb, st.stream_id);
-    MDB_val k = {8, kb}, v;
+    MDB_val k = { 8, kb }, v;
     int mrc = mdb_cursor_get(it->cur, &k, &v, MDB_SET);
     if (mrc == 0 && v.mv_size == 16 &&
         evs__get_be64((const uint8_t *)v.mv_data + 8) > hi) {
       evs_iter_free(it);
-      return evs__err(EVS_ENOSTREAM,
-                      "stream '%s' did not exist at that point", stream);
+      return evs__err(EVS_ENOSTREAM, "stream '%s' did not exist at that point",
+                      stream);
     }
   }
   if (o.direction == EVS_FORWARD) {
@@ -602,7 +600,7 @@ int evs_read_stream(evs_iter **out, evs_store *s, const char *stream,
 
 static int evs__lookup_id(MDB_txn *txn, MDB_dbi dbi, const char *name,
                           uint64_t *id) {
-  MDB_val k = {strlen(name), (void *)name}, v;
+  MDB_val k = { strlen(name), (void *)name }, v;
   int rc = mdb_get(txn, dbi, &k, &v);
   if (rc == MDB_NOTFOUND)
     return EVS_ENOTFOUND;
@@ -748,13 +746,14 @@ fail_txn:
   return rc;
 }
 
-/* ---- temporal lookups ----------------------------------------------------- */
+/* ---- temporal lookups -----------------------------------------------------
+ */
 
 static int evs__ts_at(MDB_cursor *c, uint64_t probe, uint64_t *pos,
                       int64_t *ts) {
   uint8_t kb[8];
   evs__put_be64(kb, probe);
-  MDB_val k = {8, kb}, v;
+  MDB_val k = { 8, kb }, v;
   int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
   if (rc)
     return rc;
@@ -868,8 +867,8 @@ int evs_position_at(evs_store *s, int64_t timestamp_ns, uint64_t *out) {
 /* ---- stream info and listing --------------------------------------------- */
 
 /* Fills info from a record; `custom` is borrowed. */
-static int evs__fill_info(evs_store *s, MDB_txn *txn,
-                          const evs__stream_rec *st, evs_stream_info *info) {
+static int evs__fill_info(evs_store *s, MDB_txn *txn, const evs__stream_rec *st,
+                          evs_stream_info *info) {
   memset(info, 0, sizeof *info);
   info->stream_id = st->stream_id;
   info->version = st->last_version;
@@ -900,7 +899,7 @@ static int evs__fill_info(evs_store *s, MDB_txn *txn,
   evs__put_be64(kb, st->stream_id);
   evs__put_be64(vb, (uint64_t)(lo < 0 ? 0 : lo));
   evs__put_be64(vb + 8, 0);
-  MDB_val k = {8, kb}, v = {16, vb};
+  MDB_val k = { 8, kb }, v = { 16, vb };
   rc = mdb_cursor_get(c, &k, &v, MDB_GET_BOTH_RANGE);
   while (rc == 0 && v.mv_size == 16) {
     int64_t ver = (int64_t)evs__get_be64(v.mv_data);
@@ -908,7 +907,7 @@ static int evs__fill_info(evs_store *s, MDB_txn *txn,
     if (cut != INT64_MIN) {
       uint8_t pk[8];
       evs__put_be64(pk, pos);
-      MDB_val ek = {8, pk}, ev;
+      MDB_val ek = { 8, pk }, ev;
       evs__record r;
       if (mdb_get(txn, s->db_events, &ek, &ev) == 0 &&
           evs__record_peek(&r, ev.mv_data, ev.mv_size) == 0 &&
@@ -1056,9 +1055,9 @@ int evs_streams_next(evs_stream_iter *it, evs_slice *name,
       it->started = 1;
       const char *seek = it->have_last ? it->last : it->after;
       size_t seek_len = it->have_last ? it->last_len : it->after_len;
-      if (seek == NULL || (it->prefix && (seek_len < it->prefix_len ||
-                                          memcmp(seek, it->prefix,
-                                                 it->prefix_len) < 0))) {
+      if (seek == NULL ||
+          (it->prefix && (seek_len < it->prefix_len ||
+                          memcmp(seek, it->prefix, it->prefix_len) < 0))) {
         seek = it->prefix;
         seek_len = it->prefix_len;
       }
@@ -1066,9 +1065,8 @@ int evs_streams_next(evs_stream_iter *it, evs_slice *name,
         k.mv_size = seek_len;
         k.mv_data = (void *)seek;
         rc = mdb_cursor_get(it->cur, &k, &v, MDB_SET_RANGE);
-        if (rc == 0 && (it->have_last || it->after) &&
-            seek != it->prefix && k.mv_size == seek_len &&
-            memcmp(k.mv_data, seek, seek_len) == 0)
+        if (rc == 0 && (it->have_last || it->after) && seek != it->prefix &&
+            k.mv_size == seek_len && memcmp(k.mv_data, seek, seek_len) == 0)
           rc = mdb_cursor_get(it->cur, &k, &v, MDB_NEXT);
       } else {
         rc = mdb_cursor_get(it->cur, &k, &v, MDB_FIRST);
@@ -1120,7 +1118,8 @@ void evs_streams_free(evs_stream_iter *it) {
   free(it);
 }
 
-/* ---- single events -------------------------------------------------------- */
+/* ---- single events --------------------------------------------------------
+ */
 
 int evs_read_event(evs_store *s, uint64_t position, evs_event **out) {
   evs__clear_error();
@@ -1133,9 +1132,9 @@ int evs_read_event(evs_store *s, uint64_t position, evs_event **out) {
     return rc;
   uint8_t kb[8];
   evs__put_be64(kb, position);
-  MDB_val k = {8, kb}, v;
+  MDB_val k = { 8, kb }, v;
   evs__record r;
-  evs_slice type, name, data = {NULL, 0};
+  evs_slice type, name, data = { NULL, 0 };
   void *zbuf = NULL, *dctx = NULL;
   size_t zcap = 0;
   rc = mdb_get(txn, s->db_events, &k, &v);
@@ -1157,8 +1156,8 @@ int evs_read_event(evs_store *s, uint64_t position, evs_event **out) {
       (rc = evs__stream_name(s, txn, r.stream_id, &name)) ||
       (rc = evs__record_data(s, &r, &zbuf, &zcap, &dctx, &data)))
     goto done;
-  size_t total = sizeof(evs_event) + name.len + type.len + data.len +
-                 r.metadata_len + 4;
+  size_t total =
+      sizeof(evs_event) + name.len + type.len + data.len + r.metadata_len + 4;
   evs_event *ev = malloc(total);
   if (ev == NULL) {
     rc = evs__err(EVS_ENOMEM, "out of memory");
@@ -1171,14 +1170,14 @@ int evs_read_event(evs_store *s, uint64_t position, evs_event **out) {
   ev->timestamp_ns = r.timestamp_ns;
   ev->stream_id = r.stream_id;
   memcpy(ev->id.bytes, r.id, 16);
-#define EVS__COPY(field, src, n)                                              \
-  do {                                                                        \
-    if (n)                                                                    \
-      memcpy(p, src, n);                                                      \
-    p[n] = '\0';                                                              \
-    ev->field.data = p;                                                       \
-    ev->field.len = n;                                                        \
-    p += (n) + 1;                                                             \
+#define EVS__COPY(field, src, n)                                               \
+  do {                                                                         \
+    if (n)                                                                     \
+      memcpy(p, src, n);                                                       \
+    p[n] = '\0';                                                               \
+    ev->field.data = p;                                                        \
+    ev->field.len = n;                                                         \
+    p += (n) + 1;                                                              \
   } while (0)
   EVS__COPY(stream, name.data, name.len);
   EVS__COPY(type, type.data, type.len);
@@ -1195,7 +1194,9 @@ done:
   return rc;
 }
 
-void evs_event_free(evs_event *ev) { free(ev); }
+void evs_event_free(evs_event *ev) {
+  free(ev);
+}
 
 int evs_find_event_id(evs_store *s, const evs_uuid *id, uint64_t *position) {
   evs__clear_error();
@@ -1205,7 +1206,7 @@ int evs_find_event_id(evs_store *s, const evs_uuid *id, uint64_t *position) {
   int rc = evs__read_begin(s, &txn);
   if (rc)
     return rc;
-  MDB_val k = {16, (void *)id->bytes}, v;
+  MDB_val k = { 16, (void *)id->bytes }, v;
   rc = mdb_get(txn, s->db_ids, &k, &v);
   if (rc == MDB_NOTFOUND)
     rc = evs__err(EVS_ENOTFOUND, "no event with that id");
@@ -1218,7 +1219,7 @@ int evs_find_event_id(evs_store *s, const evs_uuid *id, uint64_t *position) {
     uint64_t pos = evs__get_be64(v.mv_data);
     uint8_t kb[8];
     evs__put_be64(kb, pos);
-    MDB_val ek = {8, kb}, ev;
+    MDB_val ek = { 8, kb }, ev;
     evs__record r;
     if (mdb_get(txn, s->db_events, &ek, &ev) != 0 ||
         evs__record_decode(&r, ev.mv_data, ev.mv_size) != 0 ||

@@ -73,7 +73,7 @@ size_t evs__record_size(size_t metadata_len, size_t data_len) {
 }
 
 size_t evs__record_exact_size(const evs__record *r) {
-  evs__wcur w = {NULL, 0};
+  evs__wcur w = { NULL, 0 };
   msgpack_packer pk;
   msgpack_packer_init(&pk, &w, evs__count_cb);
   evs__pack_record(&pk, r);
@@ -81,7 +81,7 @@ size_t evs__record_exact_size(const evs__record *r) {
 }
 
 size_t evs__record_encode(void *out, const evs__record *r) {
-  evs__wcur w = {(uint8_t *)out, 0};
+  evs__wcur w = { (uint8_t *)out, 0 };
   msgpack_packer pk;
   msgpack_packer_init(&pk, &w, evs__copy_cb);
   evs__pack_record(&pk, r);
@@ -107,7 +107,7 @@ static void evs__pack_stream(msgpack_packer *pk, const evs__stream_rec *s) {
 }
 
 size_t evs__stream_rec_size(const evs__stream_rec *s) {
-  evs__wcur w = {NULL, 0};
+  evs__wcur w = { NULL, 0 };
   msgpack_packer pk;
   msgpack_packer_init(&pk, &w, evs__count_cb);
   evs__pack_stream(&pk, s);
@@ -115,7 +115,7 @@ size_t evs__stream_rec_size(const evs__stream_rec *s) {
 }
 
 size_t evs__stream_rec_encode(void *out, const evs__stream_rec *s) {
-  evs__wcur w = {(uint8_t *)out, 0};
+  evs__wcur w = { (uint8_t *)out, 0 };
   msgpack_packer pk;
   msgpack_packer_init(&pk, &w, evs__copy_cb);
   evs__pack_stream(&pk, s);
@@ -173,15 +173,36 @@ static int evs__rd_int(evs__rcur *c, uint64_t *v, int *neg) {
   size_t n;
   int is_signed = 0;
   switch (t) {
-  case 0xcc: n = 1; break;
-  case 0xcd: n = 2; break;
-  case 0xce: n = 4; break;
-  case 0xcf: n = 8; break;
-  case 0xd0: n = 1; is_signed = 1; break;
-  case 0xd1: n = 2; is_signed = 1; break;
-  case 0xd2: n = 4; is_signed = 1; break;
-  case 0xd3: n = 8; is_signed = 1; break;
-  default: return -1;
+  case 0xcc:
+    n = 1;
+    break;
+  case 0xcd:
+    n = 2;
+    break;
+  case 0xce:
+    n = 4;
+    break;
+  case 0xcf:
+    n = 8;
+    break;
+  case 0xd0:
+    n = 1;
+    is_signed = 1;
+    break;
+  case 0xd1:
+    n = 2;
+    is_signed = 1;
+    break;
+  case 0xd2:
+    n = 4;
+    is_signed = 1;
+    break;
+  case 0xd3:
+    n = 8;
+    is_signed = 1;
+    break;
+  default:
+    return -1;
   }
   if ((size_t)(c->end - c->p) < n)
     return -1;
@@ -254,10 +275,9 @@ static int evs__record_parse(evs__record *r, const void *buf, size_t len,
     return EVS_ECORRUPT;
   const uint8_t *b = (const uint8_t *)buf;
   size_t body = len - EVS__REC_CHECKSUM_LEN;
-  if (check &&
-      (uint64_t)XXH3_64bits(b, body) != evs__get_be64(b + body))
+  if (check && (uint64_t)XXH3_64bits(b, body) != evs__get_be64(b + body))
     return EVS_ECORRUPT;
-  evs__rcur c = {b, b + body};
+  evs__rcur c = { b, b + body };
   uint32_t n;
   uint64_t flags;
   const void *idp;
@@ -293,7 +313,7 @@ int evs__record_peek(evs__record *r, const void *buf, size_t len) {
 int evs__stream_rec_decode(evs__stream_rec *s, const void *buf, size_t len) {
   if (buf == NULL)
     return EVS_ECORRUPT;
-  evs__rcur c = {(const uint8_t *)buf, (const uint8_t *)buf + len};
+  evs__rcur c = { (const uint8_t *)buf, (const uint8_t *)buf + len };
   uint32_t n;
   uint64_t flags;
   if (evs__rd_array(&c, &n) || n < 11 || evs__rd_uint(&c, &s->stream_id) ||

@@ -135,8 +135,7 @@ int evs__grow_map(evs_store *s, int adopt_only) {
   deadline.tv_sec += EVS__RESIZE_WAIT_MS / 1000;
   int rc = 0;
   while (s->rz_readers > 0) {
-    if (pthread_cond_timedwait(&s->rz_cv, &s->rz_mu, &deadline) ==
-        ETIMEDOUT) {
+    if (pthread_cond_timedwait(&s->rz_cv, &s->rz_mu, &deadline) == ETIMEDOUT) {
       rc = evs__err(EVS_EMAPFULL,
                     "the map must grow but %u reader(s) kept their "
                     "iterators open for %d s",
@@ -215,17 +214,17 @@ static int evs__open_dbs(evs_store *s, MDB_txn *txn, unsigned create) {
     const char *name;
     unsigned flags;
   } dbs[] = {
-      {&s->db_events, "events", 0},
-      {&s->db_streams, "streams", 0},
-      {&s->db_stream_ids, "stream_ids", 0},
-      {&s->db_stream_index, "stream_index", MDB_DUPSORT | MDB_DUPFIXED},
-      {&s->db_ids, "ids", 0},
-      {&s->db_types, "types", 0},
-      {&s->db_type_names, "type_names", 0},
-      {&s->db_cats, "categories", 0},
-      {&s->db_cat_names, "category_names", 0},
-      {&s->db_cat_index, "category_index", MDB_DUPSORT | MDB_DUPFIXED},
-      {&s->db_type_index, "type_index", MDB_DUPSORT | MDB_DUPFIXED},
+    { &s->db_events, "events", 0 },
+    { &s->db_streams, "streams", 0 },
+    { &s->db_stream_ids, "stream_ids", 0 },
+    { &s->db_stream_index, "stream_index", MDB_DUPSORT | MDB_DUPFIXED },
+    { &s->db_ids, "ids", 0 },
+    { &s->db_types, "types", 0 },
+    { &s->db_type_names, "type_names", 0 },
+    { &s->db_cats, "categories", 0 },
+    { &s->db_cat_names, "category_names", 0 },
+    { &s->db_cat_index, "category_index", MDB_DUPSORT | MDB_DUPFIXED },
+    { &s->db_type_index, "type_index", MDB_DUPSORT | MDB_DUPFIXED },
   };
   for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
     int rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | create, dbs[i].dbi);
@@ -238,19 +237,19 @@ static int evs__open_dbs(evs_store *s, MDB_txn *txn, unsigned create) {
 }
 
 static int evs__check_format(evs_store *s, MDB_txn *txn, int writable) {
-  MDB_val k = {6, (void *)"format"}, v;
+  MDB_val k = { 6, (void *)"format" }, v;
   int rc = mdb_get(txn, s->db_meta, &k, &v);
   if (rc == MDB_NOTFOUND) {
     if (!writable)
       return evs__err(EVS_ECORRUPT, "store has no format record");
     uint8_t buf[4];
     evs__put_be32(buf, EVS_FORMAT_VERSION);
-    MDB_val fv = {4, buf};
+    MDB_val fv = { 4, buf };
     rc = mdb_put(txn, s->db_meta, &k, &fv, 0);
     if (rc == 0) {
       uint8_t ts[8];
       evs__put_be64(ts, (uint64_t)evs__now_ns());
-      MDB_val ck = {7, (void *)"created"}, cv = {8, ts};
+      MDB_val ck = { 7, (void *)"created" }, cv = { 8, ts };
       rc = mdb_put(txn, s->db_meta, &ck, &cv, 0);
     }
     if (rc)
@@ -289,8 +288,7 @@ int evs_store_open(evs_store **out, const char *path,
   evs_store_options o = EVS_STORE_OPTIONS_INIT;
   if (opts) {
     if (opts->version != EVS_STORE_OPTIONS_VERSION)
-      return evs__err(EVS_EINVAL, "unknown options version %u",
-                      opts->version);
+      return evs__err(EVS_EINVAL, "unknown options version %u", opts->version);
     o = *opts;
   }
   if (o.durability != EVS_SYNC && o.durability != EVS_NOMETASYNC &&
@@ -527,7 +525,9 @@ int evs_store_sync(evs_store *s) {
   return 0;
 }
 
-const char *evs_store_path(const evs_store *s) { return s ? s->path : NULL; }
+const char *evs_store_path(const evs_store *s) {
+  return s ? s->path : NULL;
+}
 
 /* ---- compression contexts ----------------------------------------------- */
 
@@ -624,7 +624,7 @@ int evs__log_head(evs_store *s, MDB_txn *txn, uint64_t *pos, int64_t *ts) {
 
 int evs__stream_get(evs_store *s, MDB_txn *txn, const char *name, size_t len,
                     evs__stream_rec *out) {
-  MDB_val k = {len, (void *)name}, v;
+  MDB_val k = { len, (void *)name }, v;
   int rc = mdb_get(txn, s->db_streams, &k, &v);
   if (rc == MDB_NOTFOUND)
     return EVS_ENOSTREAM;
@@ -640,7 +640,7 @@ static int evs__id_name(MDB_txn *txn, MDB_dbi dbi, uint64_t id, evs_slice *out,
                         const char *what) {
   uint8_t kb[8];
   evs__put_be64(kb, id);
-  MDB_val k = {8, kb}, v;
+  MDB_val k = { 8, kb }, v;
   int rc = mdb_get(txn, dbi, &k, &v);
   if (rc == MDB_NOTFOUND)
     return evs__err(EVS_ECORRUPT, "%s id %llu has no name", what,
@@ -657,8 +657,7 @@ int evs__type_name(evs_store *s, MDB_txn *txn, uint64_t tid, evs_slice *out) {
   return evs__id_name(txn, s->db_type_names, tid, out, "type");
 }
 
-int evs__stream_name(evs_store *s, MDB_txn *txn, uint64_t sid,
-                     evs_slice *out) {
+int evs__stream_name(evs_store *s, MDB_txn *txn, uint64_t sid, evs_slice *out) {
   return evs__id_name(txn, s->db_stream_ids, sid, out, "stream");
 }
 

@@ -10,7 +10,9 @@
 
 #include "store/internal.h"
 
-const char *evs_version_string(void) { return EVS_VERSION_STRING; }
+const char *evs_version_string(void) {
+  return EVS_VERSION_STRING;
+}
 
 int64_t evs__now_ns(void) {
   struct timespec ts;
@@ -142,7 +144,7 @@ void evs_uuid_v7(evs_uuid *out) {
 }
 
 evs_slice evs_stream_category(const char *stream, size_t len) {
-  evs_slice s = {stream, 0};
+  evs_slice s = { stream, 0 };
   if (stream == NULL)
     return s;
   const char *dash = memchr(stream, '-', len);

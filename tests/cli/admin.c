@@ -9,14 +9,13 @@
 TestSuite(cli_admin, .init = ct_setup, .fini = ct_teardown);
 
 static const char *commands[] = {
-    "append", "read",     "read-all", "state",  "streams",
-    "info",   "subscribe", "metadata", "delete", "replay",
-    "export", "import",   "verify",   "stats",
+  "append",   "read",   "read-all", "state",  "streams", "info",   "subscribe",
+  "metadata", "delete", "replay",   "export", "import",  "verify", "stats",
 };
 
 /* Runs with exactly `env` (plus nothing from the fixture). */
 static cu_result run_env(const char *const *env, const char *const *args) {
-  cu_opts o = {tu_dir, env, NULL, 0, 0};
+  cu_opts o = { tu_dir, env, NULL, 0, 0 };
   return cu_run(EVSTORE_CLI_PATH, args, &o);
 }
 
@@ -67,18 +66,18 @@ Test(cli_admin, version) {
 
 Test(cli_admin, usage_errors) {
   const char *cases[][6] = {
-      {NULL},
-      {"nope", NULL},
-      {"--nope", "streams", NULL},
-      {"streams", "--nope", NULL},
-      {"streams", "-x", NULL},
-      {"--db", NULL},
-      {"streams", "--json=1", NULL},
-      {"--durability", "fast", "streams", NULL},
-      {"replay", NULL},
+    { NULL },
+    { "nope", NULL },
+    { "--nope", "streams", NULL },
+    { "streams", "--nope", NULL },
+    { "streams", "-x", NULL },
+    { "--db", NULL },
+    { "streams", "--json=1", NULL },
+    { "--durability", "fast", "streams", NULL },
+    { "replay", NULL },
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    const char *envv[] = {ct_env_db, NULL};
+    const char *envv[] = { ct_env_db, NULL };
     cu_result r = run_env(envv, cases[i]);
     cr_assert_eq(r.status, 2, "case %zu: %d %s", i, r.status, r.err);
     cr_assert_eq(r.out_len, 0, "case %zu: %s", i, r.out);
@@ -90,22 +89,22 @@ Test(cli_admin, usage_errors) {
 Test(cli_admin, global_options_anywhere) {
   char db2[4200];
   snprintf(db2, sizeof db2, "%s/other", tu_dir);
-  const char *envv[] = {"EVSTORE_DURABILITY=nosync", NULL};
-  const char *a1[] = {"--db", db2, "append", "s-1", "--type", "T", "--data",
-                      "1", NULL};
+  const char *envv[] = { "EVSTORE_DURABILITY=nosync", NULL };
+  const char *a1[] = { "--db", db2,      "append", "s-1", "--type",
+                       "T",    "--data", "1",      NULL };
   cu_result r = run_env(envv, a1);
   ct_assert_status(r, 0);
   cu_result_free(&r);
-  const char *a2[] = {"read", "s-1", "--db", db2, "--json", NULL};
+  const char *a2[] = { "read", "s-1", "--db", db2, "--json", NULL };
   r = run_env(envv, a2);
   ct_assert_status(r, 0);
   cr_assert_eq(cu_count_lines(r.out), 1);
   cu_result_free(&r);
-  const char *a3[] = {"read", "--db=" , "s-1", NULL};
+  const char *a3[] = { "read", "--db=", "s-1", NULL };
   r = run_env(envv, a3);
   ct_assert_status(r, 2);
   cu_result_free(&r);
-  const char *a4[] = {"--json", "read", "--db", db2, "s-1", NULL};
+  const char *a4[] = { "--json", "read", "--db", db2, "s-1", NULL };
   r = run_env(envv, a4);
   ct_assert_status(r, 0);
   cu_result_free(&r);
@@ -113,8 +112,8 @@ Test(cli_admin, global_options_anywhere) {
 
 Test(cli_admin, store_location) {
   /* Default: ./var/evstore under the working directory. */
-  const char *none[] = {"EVSTORE_DURABILITY=nosync", NULL};
-  const char *app[] = {"append", "s-1", "--type", "T", "--data", "1", NULL};
+  const char *none[] = { "EVSTORE_DURABILITY=nosync", NULL };
+  const char *app[] = { "append", "s-1", "--type", "T", "--data", "1", NULL };
   cu_result r = run_env(none, app);
   ct_assert_status(r, 0);
   cu_result_free(&r);
@@ -127,14 +126,14 @@ Test(cli_admin, store_location) {
   char env_db[4300], flag_db[4300];
   snprintf(env_db, sizeof env_db, "EVSTORE_DB=%s/env-db", tu_dir);
   snprintf(flag_db, sizeof flag_db, "%s/flag-db", tu_dir);
-  const char *with_env[] = {env_db, "EVSTORE_DURABILITY=nosync", NULL};
+  const char *with_env[] = { env_db, "EVSTORE_DURABILITY=nosync", NULL };
   r = run_env(with_env, app);
   ct_assert_status(r, 0);
   cu_result_free(&r);
   snprintf(path, sizeof path, "%s/env-db/data.mdb", tu_dir);
   cr_assert_eq(stat(path, &st), 0);
-  const char *app_flag[] = {"append", "s-1", "--type", "T", "--data", "1",
-                            "--db", flag_db, NULL};
+  const char *app_flag[] = { "append", "s-1",  "--type", "T", "--data",
+                             "1",      "--db", flag_db,  NULL };
   r = run_env(with_env, app_flag);
   ct_assert_status(r, 0);
   cu_result_free(&r);
@@ -147,9 +146,9 @@ Test(cli_admin, store_location) {
   cu_result_free(&r);
 
   /* EVSTORE_DB wins over EVSTORE_CONNECT. */
-  const char *both[] = {env_db, "EVSTORE_CONNECT=localhost:1",
-                        "EVSTORE_DURABILITY=nosync", NULL};
-  const char *rd[] = {"read", "s-1", NULL};
+  const char *both[] = { env_db, "EVSTORE_CONNECT=localhost:1",
+                         "EVSTORE_DURABILITY=nosync", NULL };
+  const char *rd[] = { "read", "s-1", NULL };
   r = run_env(both, rd);
   ct_assert_status(r, 0);
   cu_result_free(&r);
@@ -158,30 +157,30 @@ Test(cli_admin, store_location) {
 /* No server listens on port 1 of the loopback interface (the commands
  * against a running server are in remote.c). */
 Test(cli_admin, connect_without_a_server_fails_with_a_message) {
-  const char *envv[] = {ct_env_db, NULL};
-  const char *a1[] = {"--connect", "127.0.0.1:1", "streams", NULL};
+  const char *envv[] = { ct_env_db, NULL };
+  const char *a1[] = { "--connect", "127.0.0.1:1", "streams", NULL };
   cu_result r = run_env(envv, a1);
   ct_assert_status(r, 1);
   cr_assert_not_null(strstr(r.err, "cannot connect"), "%s", r.err);
   cr_assert_eq(r.out_len, 0);
   cu_result_free(&r);
-  const char *a2[] = {"streams", "--connect", "127.0.0.1:1", "--token",
-                      "secret", NULL};
+  const char *a2[] = { "streams", "--connect", "127.0.0.1:1",
+                       "--token", "secret",    NULL };
   r = run_env(envv, a2);
   ct_assert_status(r, 1);
   cu_result_free(&r);
-  const char *connect_env[] = {"EVSTORE_CONNECT=127.0.0.1:1", NULL};
-  const char *a3[] = {"read", "s-1", NULL};
+  const char *connect_env[] = { "EVSTORE_CONNECT=127.0.0.1:1", NULL };
+  const char *a3[] = { "read", "s-1", NULL };
   r = run_env(connect_env, a3);
   ct_assert_status(r, 1);
   cr_assert_not_null(strstr(r.err, "127.0.0.1:1 ($EVSTORE_CONNECT)"), "%s",
                      r.err);
   cu_result_free(&r);
   const char *bad[][6] = {
-      {"--connect", "localhost", "streams", NULL},
-      {"--connect", "host:port", "streams", NULL},
-      {"--connect", "h:1", "--db", "x", "streams", NULL},
-      {"--token", "t", "streams", NULL},
+    { "--connect", "localhost", "streams", NULL },
+    { "--connect", "host:port", "streams", NULL },
+    { "--connect", "h:1", "--db", "x", "streams", NULL },
+    { "--token", "t", "streams", NULL },
   };
   for (size_t i = 0; i < 4; i++) {
     r = run_env(envv, bad[i]);
@@ -191,15 +190,15 @@ Test(cli_admin, connect_without_a_server_fails_with_a_message) {
 }
 
 Test(cli_admin, durability_modes) {
-  const char *modes[] = {"sync", "nometasync", "nosync"};
+  const char *modes[] = { "sync", "nometasync", "nosync" };
   for (int i = 0; i < 3; i++) {
     cu_result r = ct_run("append", "s-1", "--type", "T", "--data", "1",
                          "--durability", modes[i], NULL);
     ct_assert_status(r, 0);
     cu_result_free(&r);
   }
-  const char *bad_env[] = {ct_env_db, "EVSTORE_DURABILITY=maybe", NULL};
-  const char *args[] = {"streams", NULL};
+  const char *bad_env[] = { ct_env_db, "EVSTORE_DURABILITY=maybe", NULL };
+  const char *args[] = { "streams", NULL };
   cu_result r = run_env(bad_env, args);
   ct_assert_status(r, 2);
   cu_result_free(&r);
@@ -209,10 +208,12 @@ Test(cli_admin, stats) {
   json_decref(ct_append("order-1", "A", "{\"x\":1}"));
   json_decref(ct_append("user-1", "B", "2"));
   json_t *o = ct_obj(ct_run("stats", NULL));
-  const char *keys[] = {"events", "streams", "last_position", "file_size",
-                        "map_size", "map_used", "data_bytes_raw",
-                        "data_bytes_stored", "compressed_events",
-                        "event_types", "categories", "page_size"};
+  const char *keys[] = {
+    "events",         "streams",           "last_position",
+    "file_size",      "map_size",          "map_used",
+    "data_bytes_raw", "data_bytes_stored", "compressed_events",
+    "event_types",    "categories",        "page_size"
+  };
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
     cr_assert(json_is_integer(json_object_get(o, keys[i])), "%s", keys[i]);
   cr_assert_eq(ct_int(o, "events"), 2);

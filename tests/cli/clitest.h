@@ -62,7 +62,7 @@ static inline cu_result ct_runv(const void *input, size_t input_len,
     envv[k++] = env[i];
   }
   envv[k] = NULL;
-  cu_opts o = {tu_dir, envv, input, input_len, 300000};
+  cu_opts o = { tu_dir, envv, input, input_len, 300000 };
   return cu_run(EVSTORE_CLI_PATH, args, &o);
 }
 
@@ -87,10 +87,10 @@ static inline cu_result ct_run_env(const char *const *env, ...) {
   return r;
 }
 
-#define ct_assert_status(r, want)                                            \
-  cr_assert_eq((r).status, (want),                                           \
-               "exit status %d, expected %d\nstdout:\n%.4000s\nstderr:\n"   \
-               "%.4000s",                                                    \
+#define ct_assert_status(r, want)                                              \
+  cr_assert_eq((r).status, (want),                                             \
+               "exit status %d, expected %d\nstdout:\n%.4000s\nstderr:\n"      \
+               "%.4000s",                                                      \
                (r).status, (want), (r).out, (r).err)
 
 /* Parses one JSON document; asserts it is valid. New reference. */
@@ -124,8 +124,7 @@ static inline json_t *ct_lines(const char *out) {
 /* Runs, asserts exit 0 and one JSON line of output; returns it. */
 static inline json_t *ct_obj(cu_result r) {
   ct_assert_status(r, 0);
-  cr_assert_eq(cu_count_lines(r.out), 1, "expected one line, got:\n%s",
-               r.out);
+  cr_assert_eq(cu_count_lines(r.out), 1, "expected one line, got:\n%s", r.out);
   json_t *v = ct_json(r.out);
   cu_result_free(&r);
   return v;
@@ -145,22 +144,22 @@ static inline const char *ct_str(const json_t *obj, const char *key) {
 
 /* Compact JSON text of v (caller frees). */
 static inline char *ct_dump(const json_t *v) {
-  return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(16));
+  return json_dumps(v,
+                    JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(16));
 }
 
 /* Asserts that JSON value v serializes to `want` (compact, in order). */
-#define ct_assert_json(v, want)                                              \
-  do {                                                                       \
-    char *ct__s = ct_dump(v);                                                \
-    cr_assert_str_eq(ct__s, (want));                                         \
-    free(ct__s);                                                             \
+#define ct_assert_json(v, want)                                                \
+  do {                                                                         \
+    char *ct__s = ct_dump(v);                                                  \
+    cr_assert_str_eq(ct__s, (want));                                           \
+    free(ct__s);                                                               \
   } while (0)
 
 /* Appends one event; asserts success. */
 static inline json_t *ct_append(const char *stream, const char *type,
                                 const char *data) {
-  return ct_obj(ct_run("append", stream, "--type", type, "--data", data,
-                       NULL));
+  return ct_obj(ct_run("append", stream, "--type", type, "--data", data, NULL));
 }
 
 #endif /* EVSTORE_CLITEST_H */

@@ -12,8 +12,8 @@ static cu_result run_db(const char *db, const void *input, size_t len,
                         const char *const *args) {
   char env_db[4200];
   snprintf(env_db, sizeof env_db, "EVSTORE_DB=%s", db);
-  const char *envv[] = {env_db, "EVSTORE_DURABILITY=nosync", NULL};
-  cu_opts o = {tu_dir, envv, input, len, 300000};
+  const char *envv[] = { env_db, "EVSTORE_DURABILITY=nosync", NULL };
+  cu_opts o = { tu_dir, envv, input, len, 300000 };
   return cu_run(EVSTORE_CLI_PATH, args, &o);
 }
 
@@ -26,7 +26,7 @@ static char *db_path(const char *name) {
 }
 
 static cu_result export_db(const char *db) {
-  const char *args[] = {"export", NULL};
+  const char *args[] = { "export", NULL };
   cu_result r = run_db(db, NULL, 0, args);
   ct_assert_status(r, 0);
   cr_assert_eq(r.err_len, 0, "export wrote to stderr: %s", r.err);
@@ -34,7 +34,7 @@ static cu_result export_db(const char *db) {
 }
 
 static json_t *import_db(const char *db, const char *text, size_t len) {
-  const char *args[] = {"import", NULL};
+  const char *args[] = { "import", NULL };
   cu_result r = run_db(db, text, len, args);
   ct_assert_status(r, 0);
   cr_assert_eq(r.err_len, 0, "import wrote to stderr: %s", r.err);
@@ -97,8 +97,8 @@ Test(cli_export, round_trip_10k_events_with_1mib_events) {
             tu_fill_random(raw, big, 42);
             static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklm"
                                       "nopqrstuvwxyz0123456789+/";
-            n += (size_t)sprintf(in + n,
-                                 "{\"type\":\"BigBin\",\"data\":{\"$base64\":\"");
+            n += (size_t)sprintf(
+                in + n, "{\"type\":\"BigBin\",\"data\":{\"$base64\":\"");
             for (size_t j = 0; j + 3 <= big; j += 3) {
               uint32_t v = (uint32_t)raw[j] << 16 | (uint32_t)raw[j + 1] << 8 |
                            raw[j + 2];
@@ -189,19 +189,19 @@ Test(cli_export, round_trip_10k_events_with_1mib_events) {
   cr_assert_eq(ct_int(o, "written"), 0);
   cr_assert_eq(ct_int(o, "skipped"), (long long)total);
   json_decref(o);
-  const char *stats[] = {"stats", NULL};
+  const char *stats[] = { "stats", NULL };
   cu_result r = run_db(b, NULL, 0, stats);
   o = ct_json(r.out);
   cr_assert_eq(ct_int(o, "events"), (long long)total);
   json_decref(o);
   cu_result_free(&r);
-  const char *verify[] = {"verify", NULL};
+  const char *verify[] = { "verify", NULL };
   r = run_db(b, NULL, 0, verify);
   ct_assert_status(r, 0);
   cu_result_free(&r);
 
   /* The imported store reads the same data, ids and versions. */
-  const char *rd[] = {"read", "acct-5", NULL};
+  const char *rd[] = { "read", "acct-5", NULL };
   cu_result x = run_db(ct_db, NULL, 0, rd);
   cu_result y = run_db(b, NULL, 0, rd);
   json_t *xs = ct_lines(x.out), *ys = ct_lines(y.out);
@@ -209,8 +209,9 @@ Test(cli_export, round_trip_10k_events_with_1mib_events) {
   cr_assert_eq(json_array_size(ys), rounds * per);
   for (size_t i = 0; i < json_array_size(xs); i++) {
     json_t *e1 = json_array_get(xs, i), *e2 = json_array_get(ys, i);
-    const char *same[] = {"position", "stream", "version", "id", "type",
-                          "data"};
+    const char *same[] = {
+      "position", "stream", "version", "id", "type", "data"
+    };
     for (size_t k = 0; k < 6; k++)
       cr_assert(json_equal(json_object_get(e1, same[k]),
                            json_object_get(e2, same[k])),
@@ -235,7 +236,7 @@ static cu_result small_export(void) {
 }
 
 static json_t *read_db(const char *db, const char *stream) {
-  const char *rd[] = {"read", stream, NULL};
+  const char *rd[] = { "read", stream, NULL };
   cu_result r = run_db(db, NULL, 0, rd);
   ct_assert_status(r, 0);
   json_t *evs = ct_lines(r.out);
@@ -258,13 +259,13 @@ Test(cli_export, original_timestamps_in_the_records) {
   /* Time travel in the imported store uses the original times. */
   json_t *orig = ct_lines(a.out);
   const char *t1 = ct_str(json_array_get(orig, 0), "timestamp");
-  const char *rd[] = {"read", "s-1", "--as-of", t1, NULL};
+  const char *rd[] = { "read", "s-1", "--as-of", t1, NULL };
   cu_result r = run_db(b, NULL, 0, rd);
   ct_assert_status(r, 0);
   cr_assert_eq(cu_count_lines(r.out), 1);
   cu_result_free(&r);
   /* Appending after the import continues with the current time. */
-  const char *app[] = {"append", "s-1", "--type", "T", "--data", "4", NULL};
+  const char *app[] = { "append", "s-1", "--type", "T", "--data", "4", NULL };
   r = run_db(b, NULL, 0, app);
   ct_assert_status(r, 0);
   cu_result_free(&r);
@@ -272,30 +273,29 @@ Test(cli_export, original_timestamps_in_the_records) {
    * (the original times cannot be kept)... */
   const char *one = "{\"stream\":\"old-1\",\"version\":0,\"type\":\"T\","
                     "\"data\":1,\"timestamp\":\"2001-01-01T00:00:00Z\"}\n";
-  const char *imp[] = {"import", NULL};
+  const char *imp[] = { "import", NULL };
   r = run_db(b, one, strlen(one), imp);
   ct_assert_status(r, 1);
   cr_assert_not_null(strstr(r.err, "--timestamps metadata"), "%s", r.err);
   cr_assert_not_null(strstr(r.err, "<stdin>:1"), "%s", r.err);
   cu_result_free(&r);
   /* ...unless the times go to the metadata or are dropped. */
-  const char *imp_md[] = {"import", "--timestamps", "metadata", NULL};
+  const char *imp_md[] = { "import", "--timestamps", "metadata", NULL };
   r = run_db(b, one, strlen(one), imp_md);
   ct_assert_status(r, 0);
   cu_result_free(&r);
-  const char *imp_now[] = {"import", "-", "--timestamps=now", NULL};
+  const char *imp_now[] = { "import", "-", "--timestamps=now", NULL };
   const char *two = "{\"stream\":\"old-2\",\"version\":0,\"type\":\"T\","
                     "\"data\":1,\"timestamp\":\"2001-01-01T00:00:00Z\"}\n";
   r = run_db(b, two, strlen(two), imp_now);
   ct_assert_status(r, 0);
   cu_result_free(&r);
   json_t *evs = read_db(b, "old-2");
-  cr_assert(json_is_null(json_object_get(json_array_get(evs, 0),
-                                         "metadata")));
+  cr_assert(json_is_null(json_object_get(json_array_get(evs, 0), "metadata")));
   cr_assert_str_neq(ct_str(json_array_get(evs, 0), "timestamp"),
                     "2001-01-01T00:00:00.000000000Z");
   json_decref(evs);
-  const char *bad[] = {"import", "--timestamps", "later", NULL};
+  const char *bad[] = { "import", "--timestamps", "later", NULL };
   r = run_db(b, NULL, 0, bad);
   ct_assert_status(r, 2);
   cu_result_free(&r);
@@ -308,7 +308,7 @@ Test(cli_export, original_timestamps_in_the_metadata) {
   cu_result a = small_export();
   tu_sleep_ms(50);
   char *b = db_path("b");
-  const char *imp[] = {"import", "--timestamps", "metadata", NULL};
+  const char *imp[] = { "import", "--timestamps", "metadata", NULL };
   cu_result r = run_db(b, a.out, a.out_len, imp);
   ct_assert_status(r, 0);
   cu_result_free(&r);
@@ -323,9 +323,9 @@ Test(cli_export, original_timestamps_in_the_metadata) {
     cr_assert_str_eq(ct_str(md, "$original_timestamp"), ts);
     cr_assert_str_neq(ct_str(json_array_get(evs, i), "timestamp"), ts);
   }
-  cr_assert_str_eq(ct_str(json_object_get(json_array_get(evs, 1), "metadata"),
-                          "user"),
-                   "bob");
+  cr_assert_str_eq(
+      ct_str(json_object_get(json_array_get(evs, 1), "metadata"), "user"),
+      "bob");
   json_decref(evs);
   json_decref(orig);
   /* A chain of imports keeps the first time, in either mode. */
@@ -361,10 +361,9 @@ Test(cli_export, deleted_tombstoned_and_metadata) {
   json_decref(ct_obj(ct_run("delete", "tomb-1", "--hard", NULL)));
   for (int i = 0; i < 4; i++)
     json_decref(ct_append("cap-1", "T", "1"));
-  json_decref(ct_obj(ct_run("metadata", "cap-1", "--max-count", "2",
-                            "--custom", "{\"owner\":\"ann\"}", NULL)));
-  json_decref(ct_obj(ct_run("metadata", "meta-1", "--max-age", "86400",
-                            NULL)));
+  json_decref(ct_obj(ct_run("metadata", "cap-1", "--max-count", "2", "--custom",
+                            "{\"owner\":\"ann\"}", NULL)));
+  json_decref(ct_obj(ct_run("metadata", "meta-1", "--max-age", "86400", NULL)));
   json_decref(ct_append("keep-1", "T", "2"));
 
   cu_result a = export_db(ct_db);
@@ -379,20 +378,20 @@ Test(cli_export, deleted_tombstoned_and_metadata) {
   free(p1);
   free(p2);
 
-  const char *info_gone[] = {"info", "gone-1", NULL};
+  const char *info_gone[] = { "info", "gone-1", NULL };
   cu_result r = run_db(b, NULL, 0, info_gone);
   o = ct_json(r.out);
   cr_assert(json_is_true(json_object_get(o, "deleted")));
   cr_assert_eq(ct_int(o, "version"), 1);
   json_decref(o);
   cu_result_free(&r);
-  const char *info_tomb[] = {"info", "tomb-1", NULL};
+  const char *info_tomb[] = { "info", "tomb-1", NULL };
   r = run_db(b, NULL, 0, info_tomb);
   o = ct_json(r.out);
   cr_assert(json_is_true(json_object_get(o, "tombstoned")));
   json_decref(o);
   cu_result_free(&r);
-  const char *read_re[] = {"read", "re-1", NULL};
+  const char *read_re[] = { "read", "re-1", NULL };
   r = run_db(b, NULL, 0, read_re);
   ct_assert_status(r, 0);
   json_t *evs = ct_lines(r.out);
@@ -400,22 +399,24 @@ Test(cli_export, deleted_tombstoned_and_metadata) {
   cr_assert_eq(ct_int(json_array_get(evs, 0), "version"), 2);
   json_decref(evs);
   cu_result_free(&r);
-  const char *read_cap[] = {"read", "cap-1", NULL};
+  const char *read_cap[] = { "read", "cap-1", NULL };
   r = run_db(b, NULL, 0, read_cap);
   evs = ct_lines(r.out);
   cr_assert_eq(json_array_size(evs), 2);
   cr_assert_eq(ct_int(json_array_get(evs, 0), "version"), 2);
   json_decref(evs);
   cu_result_free(&r);
-  const char *md_meta[] = {"metadata", "meta-1", NULL};
+  const char *md_meta[] = { "metadata", "meta-1", NULL };
   r = run_db(b, NULL, 0, md_meta);
   o = ct_json(r.out);
   cr_assert_eq(ct_int(o, "max_age"), 86400);
   json_decref(o);
   cu_result_free(&r);
   /* The new life of re-1 continues at version 3 as in the source. */
-  const char *app[] = {"append", "re-1", "--type", "T", "--data", "3",
-                       "--expected-version", "2", NULL};
+  const char *app[] = {
+    "append", "re-1", "--type", "T", "--data", "3", "--expected-version",
+    "2",      NULL
+  };
   r = run_db(b, NULL, 0, app);
   ct_assert_status(r, 0);
   cu_result_free(&r);
@@ -433,8 +434,8 @@ Test(cli_export, partial_exports_chain) {
   for (int i = 0; i < 6; i++)
     json_decref(ct_append(i % 2 ? "a-1" : "b-1", "T", "1"));
   cu_result all = export_db(ct_db);
-  const char *first[] = {"export", "--until", "3", NULL};
-  const char *rest[] = {"export", "--from", "4", NULL};
+  const char *first[] = { "export", "--until", "3", NULL };
+  const char *rest[] = { "export", "--from", "4", NULL };
   cu_result r1 = run_db(ct_db, NULL, 0, first);
   cu_result r2 = run_db(ct_db, NULL, 0, rest);
   ct_assert_status(r1, 0);
@@ -469,14 +470,14 @@ Test(cli_export, partial_exports_chain) {
 
 Test(cli_export, import_errors) {
   const char *bad[] = {
-      "{\"stream\":\"s-1\",\"version\":0,\"type\":\"T\",\"data\":1}\nnope\n",
-      "{\"stream\":\"s-1\",\"type\":\"T\",\"data\":1}\n",
-      "{\"version\":0,\"type\":\"T\",\"data\":1}\n",
-      "{\"stream\":\"s-1\",\"version\":0,\"type\":\"T\"}\n",
-      ("{\"stream\":\"s-1\",\"version\":0,\"type\":\"T\",\"data\":1,"
-       "\"timestamp\":\"yesterday\"}\n"),
-      "{\"stream\":\"s-1\",\"state\":\"gone\",\"version\":0}\n",
-      "{\"stream\":\"$all\",\"version\":0,\"type\":\"T\",\"data\":1}\n",
+    "{\"stream\":\"s-1\",\"version\":0,\"type\":\"T\",\"data\":1}\nnope\n",
+    "{\"stream\":\"s-1\",\"type\":\"T\",\"data\":1}\n",
+    "{\"version\":0,\"type\":\"T\",\"data\":1}\n",
+    "{\"stream\":\"s-1\",\"version\":0,\"type\":\"T\"}\n",
+    ("{\"stream\":\"s-1\",\"version\":0,\"type\":\"T\",\"data\":1,"
+     "\"timestamp\":\"yesterday\"}\n"),
+    "{\"stream\":\"s-1\",\"state\":\"gone\",\"version\":0}\n",
+    "{\"stream\":\"$all\",\"version\":0,\"type\":\"T\",\"data\":1}\n",
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     cu_result r = ct_run_in(bad[i], strlen(bad[i]), "import", NULL);

@@ -46,10 +46,14 @@ Test(cli_read, event_format) {
   cr_assert_eq(cu_count_lines(r.out), 1);
   /* Keys in exactly this order, data and metadata verbatim. */
   const char *p = r.out;
-  const char *keys[] = {"{\"position\":1,", "\"stream\":\"order-1\",",
-                        "\"version\":0,", "\"id\":\"", "\"type\":\"OrderPlaced\",",
-                        "\"timestamp\":\"", "\"data\":{\"a\":0.1},",
-                        "\"metadata\":[1]}\n"};
+  const char *keys[] = { "{\"position\":1,",
+                         "\"stream\":\"order-1\",",
+                         "\"version\":0,",
+                         "\"id\":\"",
+                         "\"type\":\"OrderPlaced\",",
+                         "\"timestamp\":\"",
+                         "\"data\":{\"a\":0.1},",
+                         "\"metadata\":[1]}\n" };
   for (size_t i = 0; i < 8; i++) {
     const char *q = strstr(p, keys[i]);
     cr_assert_not_null(q, "missing %s after %s in %s", keys[i], p, r.out);
@@ -75,8 +79,8 @@ Test(cli_read, event_format) {
 Test(cli_read, bytes_that_are_not_json) {
   const char *in = "{\"type\":\"Bin\",\"data\":{\"$base64\":\"AAEC/w==\"},"
                    "\"metadata\":{\"$base64\":\"/w==\"}}\n";
-  cu_result r = ct_run_in(in, strlen(in), "append", "b-1", "--jsonl", "-",
-                          NULL);
+  cu_result r =
+      ct_run_in(in, strlen(in), "append", "b-1", "--jsonl", "-", NULL);
   ct_assert_status(r, 0);
   cu_result_free(&r);
   json_t *evs = run_lines(ct_run("read", "b-1", NULL));
@@ -98,15 +102,14 @@ Test(cli_read, directions_and_limits) {
   evs = run_lines(ct_run("read", "order-1", "--backward", NULL));
   cr_assert_str_eq(field_list(evs, "version"), "2,1,0");
   json_decref(evs);
-  evs = run_lines(ct_run("read", "order-1", "--backward", "--from", "1",
-                         NULL));
+  evs = run_lines(ct_run("read", "order-1", "--backward", "--from", "1", NULL));
   cr_assert_str_eq(field_list(evs, "version"), "1,0");
   json_decref(evs);
   evs = run_lines(ct_run("read", "order-1", "--limit", "2", NULL));
   cr_assert_str_eq(field_list(evs, "version"), "0,1");
   json_decref(evs);
-  evs = run_lines(ct_run("read", "order-1", "--backward", "--limit", "1",
-                         NULL));
+  evs =
+      run_lines(ct_run("read", "order-1", "--backward", "--limit", "1", NULL));
   cr_assert_str_eq(field_list(evs, "version"), "2");
   json_decref(evs);
   evs = run_lines(ct_run("read", "order-1", "--limit", "0", NULL));
@@ -144,27 +147,27 @@ Test(cli_read, missing_deleted_and_tombstoned_streams) {
 Test(cli_read, invalid_options) {
   fill();
   const char *cases[][8] = {
-      {"read", NULL},
-      {"read", "order-1", "extra", NULL},
-      {"read", "order-1", "--from", "-1", NULL},
-      {"read", "order-1", "--from", "x", NULL},
-      {"read", "order-1", "--limit", "1.5", NULL},
-      {"read", "order-1", "--as-of", "yesterday", NULL},
-      {"read", "order-1", "--as-of", "2026-11-27", NULL},
-      {"read", "order-1", "--as-of", NULL},
-      {"read", "order-1", "--since", "@1", NULL},
-      {"read-all", "--from", "first", NULL},
-      {"read-all", "--since", "@1x", NULL},
-      {"read-all", "--until", "2026-13-01T00:00:00Z", NULL},
-      {"read-all", "--type", "", NULL},
-      {"read-all", "--category", "", NULL},
-      {"read-all", "extra", NULL},
-      {"state", NULL},
-      {"state", "order-1", "--as-of", "soon", NULL},
+    { "read", NULL },
+    { "read", "order-1", "extra", NULL },
+    { "read", "order-1", "--from", "-1", NULL },
+    { "read", "order-1", "--from", "x", NULL },
+    { "read", "order-1", "--limit", "1.5", NULL },
+    { "read", "order-1", "--as-of", "yesterday", NULL },
+    { "read", "order-1", "--as-of", "2026-11-27", NULL },
+    { "read", "order-1", "--as-of", NULL },
+    { "read", "order-1", "--since", "@1", NULL },
+    { "read-all", "--from", "first", NULL },
+    { "read-all", "--since", "@1x", NULL },
+    { "read-all", "--until", "2026-13-01T00:00:00Z", NULL },
+    { "read-all", "--type", "", NULL },
+    { "read-all", "--category", "", NULL },
+    { "read-all", "extra", NULL },
+    { "state", NULL },
+    { "state", "order-1", "--as-of", "soon", NULL },
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    const char *envv[] = {ct_env_db, NULL};
-    cu_opts o = {tu_dir, envv, NULL, 0, 0};
+    const char *envv[] = { ct_env_db, NULL };
+    cu_opts o = { tu_dir, envv, NULL, 0, 0 };
     cu_result r = cu_run(EVSTORE_CLI_PATH, cases[i], &o);
     cr_assert_eq(r.status, 2, "case %zu: %d\n%s", i, r.status, r.err);
     cr_assert_eq(r.out_len, 0);
@@ -198,8 +201,8 @@ Test(cli_read, read_all_and_filters) {
   evs = run_lines(ct_run("read-all", "--type", "OrderPaid", NULL));
   cr_assert_str_eq(field_list(evs, "position"), "3,5");
   json_decref(evs);
-  evs = run_lines(ct_run("read-all", "--category", "order", "--type",
-                         "OrderPlaced", NULL));
+  evs = run_lines(
+      ct_run("read-all", "--category", "order", "--type", "OrderPlaced", NULL));
   cr_assert_str_eq(field_list(evs, "position"), "1,2");
   json_decref(evs);
   evs = run_lines(ct_run("read-all", "--type", "NeverSeen", NULL));
@@ -257,8 +260,7 @@ Test(cli_read, time_travel) {
   evs = run_lines(ct_run("read-all", "--since", t2, "--until", t2, NULL));
   cr_assert_str_eq(field_list(evs, "position"), "2");
   json_decref(evs);
-  evs = run_lines(ct_run("read-all", "--until", "1999-01-01T00:00:00Z",
-                         NULL));
+  evs = run_lines(ct_run("read-all", "--until", "1999-01-01T00:00:00Z", NULL));
   cr_assert_eq(json_array_size(evs), 0);
   json_decref(evs);
 
@@ -295,8 +297,8 @@ Test(cli_read, state_folds_merge_patches) {
 
 Test(cli_read, state_needs_json_data) {
   const char *in = "{\"type\":\"Bin\",\"data\":{\"$base64\":\"AAEC\"}}\n";
-  cu_result r = ct_run_in(in, strlen(in), "append", "b-1", "--jsonl", "-",
-                          NULL);
+  cu_result r =
+      ct_run_in(in, strlen(in), "append", "b-1", "--jsonl", "-", NULL);
   ct_assert_status(r, 0);
   cu_result_free(&r);
   r = ct_run("state", "b-1", NULL);
@@ -320,8 +322,7 @@ Test(cli_read, table_output) {
   cr_assert_not_null(strstr(r.out, "OrderShipped"));
   cu_result_free(&r);
   /* --json wins over --table. */
-  json_t *evs = run_lines(ct_run("--table", "read", "order-1", "--json",
-                                 NULL));
+  json_t *evs = run_lines(ct_run("--table", "read", "order-1", "--json", NULL));
   cr_assert_eq(json_array_size(evs), 3);
   json_decref(evs);
   r = ct_run("info", "order-1", "--table", NULL);
