@@ -9,8 +9,9 @@
 #define EVS_VERSION_PATCH 0
 #define EVS_VERSION_STRING "0.1.0"
 
-/* Version of the on-disk format written by this library. */
-#define EVS_FORMAT_VERSION 1
+/* Version of the on-disk format written by this library (2: stream records
+ * carry a checksum). */
+#define EVS_FORMAT_VERSION 2
 
 #if defined(__GNUC__) || defined(__clang__)
 #define EVS_EXTERN __attribute__((visibility("default")))

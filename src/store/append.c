@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 #include <time.h>
+#include <xxhash.h>
 #include <zstd.h>
 
 #include "store/internal.h"
@@ -78,6 +79,11 @@ struct evs__req {
   evs_append_part part1;
 };
 
+/* A (category or type id, position) pair waiting to be indexed. */
+typedef struct evs__ipos {
+  uint64_t key, pos;
+} evs__ipos;
+
 /* Per-transaction state of a batch. */
 typedef struct evs__batch {
   evs_store *s;
@@ -93,12 +99,107 @@ typedef struct evs__batch {
   size_t last_type_len;
   uint64_t last_tid;
   uint64_t events_written, bytes_written;
+  /* Cursors kept for the transaction: appends at the end of `events` (and
+   * of `ids` for time-ordered ids) then skip the B-tree search. */
+  MDB_cursor *c_events, *c_ids;
+  /* The largest key of `ids` (or above it): an id greater than this one is
+   * not stored, and goes in with MDB_APPEND. 0 = not loaded, 1 = loaded,
+   * 2 = the database is empty. */
+  int ids_max_state;
+  uint8_t ids_max[16];
+  /* Category and type index entries of the batch, put with one
+   * MDB_MULTIPLE call per key before the commit (evs__flush_lists). */
+  evs__ipos *cat, *typ;
+  size_t ncat, ntyp, capcat, captyp;
+  uint8_t *scratch; /* big-endian positions for MDB_MULTIPLE */
+  size_t capscratch;
 } evs__batch;
 
 /* ---- preparation (caller's thread) ------------------------------------- */
 
-static int evs__cmp_uuid(const void *a, const void *b) {
-  return memcmp(*(const evs_uuid *const *)a, *(const evs_uuid *const *)b, 16);
+/* The id of the k-th event of a request, counting across its parts. */
+static const evs_uuid *evs__req_id(const evs__req *r, size_t k) {
+  for (size_t p = 0; p < r->nparts; p++) {
+    if (k < r->parts[p].count)
+      return &r->parts[p].events[k].id;
+    k -= r->parts[p].count;
+  }
+  return NULL;
+}
+
+static uint64_t evs__item_hash(const evs__req *r, int streams, size_t i,
+                               const evs_uuid **id) {
+  if (streams)
+    return XXH3_64bits(r->parts[i].stream, r->name_len[i]);
+  uint64_t a, b;
+  memcpy(&a, (*id)->bytes, 8);
+  memcpy(&b, (*id)->bytes + 8, 8);
+  return (a ^ (b * 0x9E3779B97F4A7C15ull)) * 0xBF58476D1CE4E5B9ull;
+}
+
+static int evs__item_eq(const evs__req *r, int streams, size_t i, size_t j,
+                        const evs_uuid *a, const evs_uuid *b) {
+  if (streams)
+    return r->name_len[i] == r->name_len[j] &&
+           memcmp(r->parts[i].stream, r->parts[j].stream, r->name_len[i]) ==
+               0;
+  return memcmp(a->bytes, b->bytes, 16) == 0;
+}
+
+/*
+ * Looks for two equal items among the request's n stream names (streams =
+ * 1) or n event ids (streams = 0) with an open-addressing hash set: O(n)
+ * where comparing every pair would cost O(n^2) for a 1,000-stream append.
+ * Returns 1 with *dup = the index of the second occurrence, 0 when all are
+ * distinct, or EVS_ENOMEM.
+ */
+static int evs__find_dup(const evs__req *r, int streams, size_t n,
+                         size_t *dup) {
+  uint32_t small[1024], *slot = small;
+  const evs_uuid *small_ids[512], **ids = small_ids;
+  size_t cap = 16;
+  while (cap < 2 * n)
+    cap <<= 1;
+  if (cap > sizeof small / sizeof small[0] &&
+      (slot = malloc(cap * sizeof *slot)) == NULL)
+    return evs__err(EVS_ENOMEM, "out of memory");
+  if (!streams && n > sizeof small_ids / sizeof small_ids[0] &&
+      (ids = malloc(n * sizeof *ids)) == NULL) { /* NOLINT */
+    if (slot != small)
+      free(slot);
+    return evs__err(EVS_ENOMEM, "out of memory");
+  }
+  memset(slot, 0, cap * sizeof *slot);
+  int found = 0;
+  size_t p = 0, e = 0;
+  for (size_t i = 0; i < n && !found; i++) {
+    const evs_uuid *id = NULL;
+    if (!streams) {
+      while (e >= r->parts[p].count) {
+        p++;
+        e = 0;
+      }
+      id = ids[i] = &r->parts[p].events[e++].id;
+    }
+    size_t h = (size_t)evs__item_hash(r, streams, i, &id) & (cap - 1);
+    for (;; h = (h + 1) & (cap - 1)) {
+      if (slot[h] == 0) {
+        slot[h] = (uint32_t)i + 1;
+        break;
+      }
+      size_t j = slot[h] - 1;
+      if (evs__item_eq(r, streams, i, j, id, streams ? NULL : ids[j])) {
+        *dup = i;
+        found = 1;
+        break;
+      }
+    }
+  }
+  if (slot != small)
+    free(slot);
+  if (ids != small_ids)
+    free(ids);
+  return found;
 }
 
 static void evs__req_release(evs__req *r) {
@@ -149,33 +250,44 @@ static int evs__prepare_append(evs_store *s, evs__req *r) {
         pt->expected != EVS_EXPECT_EXISTS)
       return evs__err(EVS_EINVAL, "invalid expected version %lld",
                       (long long)pt->expected);
-    for (size_t q = 0; q < p; q++) {
-      if (r->name_len[q] == r->name_len[p] &&
-          memcmp(r->parts[q].stream, pt->stream, r->name_len[p]) == 0)
-        return evs__err(EVS_EINVAL,
-                        "stream '%s' appears twice in one multi-stream "
-                        "append",
-                        pt->stream);
-    }
     total += pt->count;
     if (total > EVS_MAX_EVENTS_PER_APPEND)
       return evs__err(EVS_EINVAL, "more than %u events in one call",
                       EVS_MAX_EVENTS_PER_APPEND);
+  }
+  if (r->nparts > 1) {
+    size_t dup;
+    int rc = evs__find_dup(r, 1, r->nparts, &dup);
+    if (rc < 0)
+      return rc;
+    if (rc) {
+      r->failed_part = dup;
+      return evs__err(EVS_EINVAL,
+                      "stream '%s' appears twice in one multi-stream append",
+                      r->parts[dup].stream);
+    }
   }
   r->prep = total == 1 ? &r->prep1 : calloc(total, sizeof(evs__prep));
   if (r->prep == NULL)
     return evs__err(EVS_ENOMEM, "out of memory");
   memset(r->prep, 0, total * sizeof(evs__prep));
   size_t k = 0;
+  const char *last_type = NULL;
+  size_t last_tl = 0;
   for (size_t p = 0; p < r->nparts; p++) {
     evs_append_part *pt = &r->parts[p];
     r->failed_part = p;
     for (size_t i = 0; i < pt->count; i++, k++) {
       evs_event_data *e = &pt->events[i];
-      size_t tl;
-      int rc = evs__check_name(e->type, "event type", &tl);
-      if (rc)
-        return rc;
+      size_t tl = last_tl;
+      if (e->type != last_type || e->type == NULL) {
+        /* Events of a call usually share a few type strings. */
+        int rc = evs__check_name(e->type, "event type", &tl);
+        if (rc)
+          return rc;
+        last_type = e->type;
+        last_tl = tl;
+      }
       if ((e->data == NULL && e->data_len) ||
           (e->metadata == NULL && e->metadata_len))
         return evs__err(EVS_EINVAL, "event %zu: NULL data with a length", i);
@@ -203,28 +315,17 @@ static int evs__prepare_append(evs_store *s, evs__req *r) {
   r->bytes = bytes;
   /* Ids must be distinct within the request. */
   if (total > 1) {
-    /* An array of pointers: sizeof *ids is the pointer's size. */
-    const evs_uuid **ids =
-        malloc(total * sizeof *ids); /* NOLINT(bugprone-sizeof-expression) */
-    if (ids == NULL)
-      return evs__err(EVS_ENOMEM, "out of memory");
-    k = 0;
-    for (size_t p = 0; p < r->nparts; p++)
-      for (size_t i = 0; i < r->parts[p].count; i++)
-        ids[k++] = &r->parts[p].events[i].id;
-    qsort(ids, total, sizeof *ids, /* NOLINT(bugprone-sizeof-expression) */
-          evs__cmp_uuid);
-    for (size_t i = 1; i < total; i++) {
-      if (memcmp(ids[i - 1], ids[i], 16) == 0) {
-        char txt[37];
-        evs_uuid_format(txt, ids[i]);
-        free(ids);
-        r->failed_part = 0;
-        return evs__err(EVS_EINVAL, "event id %s appears twice in one append",
-                        txt);
-      }
+    size_t dup;
+    int rc = evs__find_dup(r, 0, total, &dup);
+    if (rc < 0)
+      return rc;
+    if (rc) {
+      char txt[37];
+      evs_uuid_format(txt, evs__req_id(r, dup));
+      r->failed_part = 0;
+      return evs__err(EVS_EINVAL, "event id %s appears twice in one append",
+                      txt);
     }
-    free(ids);
   }
   /* Compress in the caller's thread, outside the writer. */
   void *cctx = NULL;
@@ -263,6 +364,158 @@ static int evs__put(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl,
                     const void *v, size_t vl, unsigned flags) {
   MDB_val key = { kl, (void *)k }, val = { vl, (void *)v };
   return mdb_put(txn, dbi, &key, &val, flags);
+}
+
+/* Loads the largest stored id into b->ids_max. LMDB code. */
+static int evs__ids_max_load(evs__batch *b) {
+  if (b->ids_max_state)
+    return 0;
+  if (b->c_ids == NULL) {
+    int rc = mdb_cursor_open(b->txn, b->s->db_ids, &b->c_ids);
+    if (rc)
+      return rc;
+  }
+  MDB_val k, v;
+  int rc = mdb_cursor_get(b->c_ids, &k, &v, MDB_LAST);
+  if (rc == MDB_NOTFOUND) {
+    b->ids_max_state = 2;
+    return 0;
+  }
+  if (rc)
+    return rc;
+  if (k.mv_size != 16)
+    return MDB_CORRUPTED;
+  memcpy(b->ids_max, k.mv_data, 16);
+  b->ids_max_state = 1;
+  return 0;
+}
+
+/* 1 when `id` sorts after every stored id (so it is not stored). */
+static int evs__id_is_new_max(const evs__batch *b, const uint8_t *id) {
+  return b->ids_max_state == 2 ||
+         (b->ids_max_state == 1 && memcmp(id, b->ids_max, 16) > 0);
+}
+
+/* Looks an id up; MDB_NOTFOUND when it is not stored. */
+static int evs__id_get(evs__batch *b, const uint8_t *id, MDB_val *v) {
+  int rc = evs__ids_max_load(b);
+  if (rc)
+    return rc;
+  if (evs__id_is_new_max(b, id))
+    return MDB_NOTFOUND;
+  MDB_val k = { 16, (void *)id };
+  return mdb_get(b->txn, b->s->db_ids, &k, v);
+}
+
+/* Indexes a new id. Time-ordered ids (UUIDv7) arrive in increasing order
+ * and go in with MDB_APPEND at the cursor kept at the end of the
+ * database; others take the B-tree search. LMDB code. */
+static int evs__id_put(evs__batch *b, const uint8_t *id, const uint8_t *pk) {
+  int rc = evs__ids_max_load(b);
+  if (rc)
+    return rc;
+  MDB_val k = { 16, (void *)id }, v = { 8, (void *)pk };
+  if (evs__id_is_new_max(b, id)) {
+    rc = mdb_cursor_put(b->c_ids, &k, &v, MDB_APPEND);
+    if (rc == 0) {
+      memcpy(b->ids_max, id, 16);
+      b->ids_max_state = 1;
+    }
+    return rc;
+  }
+  return mdb_put(b->txn, b->s->db_ids, &k, &v, MDB_NOOVERWRITE);
+}
+
+static int evs__ipos_add(evs__ipos **a, size_t *n, size_t *cap, uint64_t key,
+                         uint64_t pos) {
+  if (*n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 256;
+    evs__ipos *na = realloc(*a, nc * sizeof *na);
+    if (na == NULL)
+      return ENOMEM;
+    *a = na;
+    *cap = nc;
+  }
+  (*a)[*n].key = key;
+  (*a)[*n].pos = pos;
+  (*n)++;
+  return 0;
+}
+
+static int evs__cmp_ipos(const void *x, const void *y) {
+  const evs__ipos *a = (const evs__ipos *)x, *b = (const evs__ipos *)y;
+  if (a->key != b->key)
+    return a->key < b->key ? -1 : 1;
+  return a->pos < b->pos ? -1 : a->pos > b->pos;
+}
+
+/* MDB_MULTIPLE | MDB_APPENDDUP through a cursor (mdb_put() has no
+ * MDB_MULTIPLE). LMDB code. */
+static int evs__put_multiple(MDB_txn *txn, MDB_dbi dbi, MDB_val *k,
+                             MDB_val d[2]) {
+  MDB_cursor *c;
+  int rc = mdb_cursor_open(txn, dbi, &c);
+  if (rc)
+    return rc;
+  rc = mdb_cursor_put(c, k, d, MDB_MULTIPLE | MDB_APPENDDUP);
+  mdb_cursor_close(c);
+  return rc;
+}
+
+/* Puts a batch's list entries: one MDB_MULTIPLE call per key, positions
+ * in increasing order (MDB_APPENDDUP). LMDB code. */
+static int evs__flush_list(evs__batch *b, MDB_dbi dbi, evs__ipos *a,
+                           size_t n) {
+  if (n == 0)
+    return 0;
+  /* Usually already sorted (one category, one type). */
+  int sorted = 1;
+  for (size_t i = 1; i < n && sorted; i++)
+    sorted = evs__cmp_ipos(&a[i - 1], &a[i]) < 0;
+  if (!sorted)
+    qsort(a, n, sizeof *a, evs__cmp_ipos);
+  if (b->capscratch < n * 8) {
+    uint8_t *ns = realloc(b->scratch, n * 8);
+    if (ns == NULL)
+      return ENOMEM;
+    b->scratch = ns;
+    b->capscratch = n * 8;
+  }
+  MDB_cursor *c;
+  int rc = mdb_cursor_open(b->txn, dbi, &c);
+  if (rc)
+    return rc;
+  for (size_t i = 0; i < n && rc == 0;) {
+    size_t j = i;
+    while (j < n && a[j].key == a[i].key) {
+      evs__put_be64(b->scratch + (j - i) * 8, a[j].pos);
+      j++;
+    }
+    uint8_t kb[8];
+    evs__put_be64(kb, a[i].key);
+    MDB_val k = { 8, kb };
+    MDB_val d[2] = { { 8, b->scratch }, { j - i, NULL } };
+    rc = mdb_cursor_put(c, &k, d, MDB_MULTIPLE | MDB_APPENDDUP);
+    i = j;
+  }
+  mdb_cursor_close(c);
+  return rc;
+}
+
+static int evs__flush_lists(evs__batch *b) {
+  int rc = evs__flush_list(b, b->s->db_cat_index, b->cat, b->ncat);
+  if (rc == 0)
+    rc = evs__flush_list(b, b->s->db_type_index, b->typ, b->ntyp);
+  b->ncat = b->ntyp = 0;
+  return rc;
+}
+
+static void evs__batch_free(evs__batch *b) {
+  free(b->cat);
+  free(b->typ);
+  free(b->scratch);
+  b->cat = b->typ = NULL;
+  b->scratch = NULL;
 }
 
 static int evs__last_id(MDB_txn *txn, MDB_dbi dbi, uint64_t *next) {
@@ -397,8 +650,8 @@ static int evs__check_part(evs__batch *b, evs__req *r, size_t p,
   size_t known = 0;
   uint64_t first_known_pos = 0;
   for (size_t i = 0; i < pt->count; i++) {
-    MDB_val k = { 16, pt->events[i].id.bytes }, v;
-    int mrc = mdb_get(b->txn, s->db_ids, &k, &v);
+    MDB_val v;
+    int mrc = evs__id_get(b, pt->events[i].id.bytes, &v);
     if (mrc == MDB_NOTFOUND)
       continue;
     if (mrc) {
@@ -413,8 +666,8 @@ static int evs__check_part(evs__batch *b, evs__req *r, size_t p,
     char idtxt[37];
     if (known < pt->count) {
       for (size_t i = 0; i < pt->count; i++) {
-        MDB_val k = { 16, pt->events[i].id.bytes }, v;
-        if (mdb_get(b->txn, s->db_ids, &k, &v) == 0) {
+        MDB_val v;
+        if (evs__id_get(b, pt->events[i].id.bytes, &v) == 0) {
           evs_uuid_format(idtxt, &pt->events[i].id);
           break;
         }
@@ -430,8 +683,8 @@ static int evs__check_part(evs__batch *b, evs__req *r, size_t p,
     uint64_t p0 = 0, plast = 0;
     int64_t ts0 = 0;
     for (size_t i = 0; i < pt->count; i++) {
-      MDB_val k = { 16, pt->events[i].id.bytes }, v;
-      int mrc = mdb_get(b->txn, s->db_ids, &k, &v);
+      MDB_val v;
+      int mrc = evs__id_get(b, pt->events[i].id.bytes, &v);
       if (mrc || v.mv_size != 8) {
         *fatal = mrc ? evs__lmdb_err(mrc) : EVS_ECORRUPT;
         return *fatal;
@@ -523,10 +776,12 @@ static int evs__write_part(evs__batch *b, evs__req *r, size_t p,
   evs__stream_rec *st = &ps->st;
   st->flags &= ~EVS_STREAM_DELETED;
   int64_t base = st->last_version + 1;
-  uint8_t sk[8], ck[8];
+  uint8_t sk[8];
   evs__put_be64(sk, st->stream_id);
-  evs__put_be64(ck, st->category_id);
   uint64_t first_pos = b->next_pos;
+  uint8_t vp_small[16], *vp = vp_small;
+  if (pt->count > 1 && (vp = malloc(16 * pt->count)) == NULL)
+    return ENOMEM;
   for (size_t i = 0; i < pt->count; i++) {
     evs_event_data *e = &pt->events[i];
     evs__prep *pr = &r->prep[prep_off + i];
@@ -538,7 +793,7 @@ static int evs__write_part(evs__batch *b, evs__req *r, size_t p,
       rc = evs__intern(b, s->db_types, s->db_type_names, &b->next_tid, e->type,
                        pr->type_len, &tid);
       if (rc)
-        return rc;
+        goto fail;
       memcpy(b->last_type, e->type, pr->type_len);
       b->last_type_len = pr->type_len;
       b->last_tid = tid;
@@ -559,28 +814,35 @@ static int evs__write_part(evs__batch *b, evs__req *r, size_t p,
     };
     uint8_t pk[8];
     evs__put_be64(pk, pos);
+    if (b->c_events == NULL &&
+        (rc = mdb_cursor_open(b->txn, s->db_events, &b->c_events)))
+      goto fail;
     MDB_val key = { 8, pk }, val = { evs__record_exact_size(&rec), NULL };
-    rc = mdb_put(b->txn, s->db_events, &key, &val, MDB_APPEND | MDB_RESERVE);
+    rc = mdb_cursor_put(b->c_events, &key, &val, MDB_APPEND | MDB_RESERVE);
     if (rc)
-      return rc;
+      goto fail;
     evs__record_encode(val.mv_data, &rec);
     b->bytes_written += val.mv_size;
-    uint8_t vp[16];
-    evs__put_be64(vp, rec.version);
-    evs__put_be64(vp + 8, pos);
-    if ((rc = evs__put(b->txn, s->db_stream_index, sk, 8, vp, 16,
-                       MDB_APPENDDUP)))
-      return rc;
-    if ((rc = evs__put(b->txn, s->db_ids, e->id.bytes, 16, pk, 8,
-                       MDB_NOOVERWRITE)))
-      return rc;
-    if ((rc = evs__put(b->txn, s->db_cat_index, ck, 8, pk, 8, MDB_APPENDDUP)))
-      return rc;
-    uint8_t tk[8];
-    evs__put_be64(tk, tid);
-    if ((rc = evs__put(b->txn, s->db_type_index, tk, 8, pk, 8, MDB_APPENDDUP)))
-      return rc;
+    evs__put_be64(vp + 16 * i, rec.version);
+    evs__put_be64(vp + 16 * i + 8, pos);
+    if ((rc = evs__id_put(b, e->id.bytes, pk)))
+      goto fail;
+    if ((rc = evs__ipos_add(&b->cat, &b->ncat, &b->capcat, st->category_id,
+                            pos)) ||
+        (rc = evs__ipos_add(&b->typ, &b->ntyp, &b->captyp, tid, pos)))
+      goto fail;
   }
+  /* The part's (version, position) pairs, in one call. */
+  MDB_val k = { 8, sk };
+  MDB_val d[2] = { { 16, vp }, { pt->count, NULL } };
+  rc = pt->count == 1
+           ? mdb_put(b->txn, s->db_stream_index, &k, &d[0], MDB_APPENDDUP)
+           : evs__put_multiple(b->txn, s->db_stream_index, &k, d);
+  if (vp != vp_small)
+    free(vp);
+  vp = vp_small;
+  if (rc)
+    return rc;
   st->last_version = base + (int64_t)pt->count - 1;
   st->last_position = b->next_pos - 1;
   st->last_ts = b->ts;
@@ -595,6 +857,10 @@ static int evs__write_part(evs__batch *b, evs__req *r, size_t p,
   pt->result.actual_version = st->last_version;
   b->events_written += pt->count;
   return 0;
+fail:
+  if (vp != vp_small)
+    free(vp);
+  return rc;
 }
 
 /*
@@ -793,13 +1059,24 @@ static int evs__batch_try(evs_store *s, evs__req **reqs, size_t n,
       rc = evs__apply_delete(b, r);
     else if (r->op == EVS__OP_METADATA)
       rc = evs__apply_metadata(b, r);
-    else
+    else if ((rc = evs__flush_lists(b)) == 0) /* before it deletes any */
       rc = evs__apply_compact(s, b->txn, r->compact, &r->rc);
-    if (rc) {
-      mdb_txn_abort(b->txn);
-      evs__rd_release(s);
-      return rc;
-    }
+    if (rc)
+      break;
+  }
+  if (rc == 0)
+    rc = evs__flush_lists(b);
+  if (b->c_events)
+    mdb_cursor_close(b->c_events);
+  if (b->c_ids)
+    mdb_cursor_close(b->c_ids);
+  b->c_events = b->c_ids = NULL;
+  evs__batch_free(b);
+  if (rc) {
+    mdb_txn_abort(b->txn);
+    evs__rd_release(s);
+    b->txn = NULL;
+    return rc;
   }
   rc = mdb_txn_commit(b->txn);
   evs__rd_release(s);

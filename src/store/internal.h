@@ -18,20 +18,36 @@
 
 /* ---- byte order helpers (keys are big-endian) -------------------------- */
 
+/* memcpy + byte swap compiles to one load or store and a bswap. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define EVS__BE64(v) __builtin_bswap64(v)
+#elif defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define EVS__BE64(v) (v)
+#endif
+
 static inline void evs__put_be64(void *p, uint64_t v) {
+#ifdef EVS__BE64
+  v = EVS__BE64(v);
+  memcpy(p, &v, 8);
+#else
   uint8_t *b = (uint8_t *)p;
-  for (int i = 7; i >= 0; i--) {
+  for (int i = 7; i >= 0; i--, v >>= 8)
     b[i] = (uint8_t)(v & 0xff);
-    v >>= 8;
-  }
+#endif
 }
 
 static inline uint64_t evs__get_be64(const void *p) {
+#ifdef EVS__BE64
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return EVS__BE64(v);
+#else
   const uint8_t *b = (const uint8_t *)p;
   uint64_t v = 0;
   for (int i = 0; i < 8; i++)
     v = (v << 8) | b[i];
   return v;
+#endif
 }
 
 static inline void evs__put_be32(void *p, uint32_t v) {

@@ -1,8 +1,8 @@
 /*
  * evstore — encoding and decoding of stored records.
  *
- * Records are msgpack (written with msgpack-c's packer). They are read back
- * with a small bounded reader instead of msgpack_unpack(): the reader never
+ * Records are msgpack, written by a direct emitter (the bytes msgpack-c's
+ * packer would write) and read back with a small bounded reader instead of msgpack_unpack(): the reader never
  * allocates, checks every declared length against the bytes that remain,
  * and hands out slices that point into the LMDB map (zero-copy reads).
  *
@@ -15,111 +15,157 @@
  *   fixarray(11) [ stream_id, last_version, last_position, flags,
  *                  start_version, max_count, max_age_sec, truncate_before,
  *                  category_id, last_ts, bin custom ]
+ *   followed by the same 8-byte checksum (since format 2).
  */
-#include <msgpack.h>
 #include <xxhash.h>
 
 #include "store/internal.h"
 
 /* ---- writing ----------------------------------------------------------- */
 
-typedef struct evs__wcur {
-  uint8_t *p;
-  size_t n;
-} evs__wcur;
-
-static int evs__count_cb(void *data, const char *buf, size_t len) {
-  (void)buf;
-  ((evs__wcur *)data)->n += len;
-  return 0;
+/*
+ * A direct msgpack emitter: the same bytes msgpack-c's packer writes (each
+ * integer in its smallest form), without a callback per item. The write
+ * path encodes a record per event, and the packer's callbacks and the
+ * separate sizing pass cost more than the rest of the encoding.
+ */
+static inline size_t evs__mp_uint_len(uint64_t v) {
+  return v < 128 ? 1 : v < 256 ? 2 : v < 65536 ? 3 : v <= 0xffffffffu ? 5 : 9;
 }
 
-static int evs__copy_cb(void *data, const char *buf, size_t len) {
-  evs__wcur *w = (evs__wcur *)data;
-  memcpy(w->p + w->n, buf, len);
-  w->n += len;
-  return 0;
+static inline size_t evs__mp_int_len(int64_t v) {
+  if (v >= 0)
+    return evs__mp_uint_len((uint64_t)v);
+  return v >= -32 ? 1 : v >= -128 ? 2 : v >= -32768 ? 3 : v >= INT32_MIN ? 5 : 9;
 }
 
-static void evs__pack_record(msgpack_packer *pk, const evs__record *r) {
-  msgpack_pack_array(pk, 9);
-  msgpack_pack_uint64(pk, r->stream_id);
-  msgpack_pack_uint64(pk, r->version);
-  msgpack_pack_int64(pk, r->timestamp_ns);
-  msgpack_pack_uint64(pk, r->type_id);
-  msgpack_pack_bin(pk, 16);
-  msgpack_pack_bin_body(pk, r->id, 16);
-  msgpack_pack_uint32(pk, r->flags);
-  msgpack_pack_uint64(pk, r->raw_len);
-  msgpack_pack_bin(pk, r->metadata_len);
-  if (r->metadata_len)
-    msgpack_pack_bin_body(pk, r->metadata, r->metadata_len);
-  msgpack_pack_bin(pk, r->data_len);
-  if (r->data_len)
-    msgpack_pack_bin_body(pk, r->data, r->data_len);
+static inline size_t evs__mp_bin_len(size_t n) {
+  return (n < 256 ? 2 : n < 65536 ? 3 : 5) + n;
 }
 
-static size_t evs__bin_hdr(size_t len) {
-  return len < 256 ? 2 : len < 65536 ? 3 : 5;
+static inline uint8_t *evs__mp_uint(uint8_t *p, uint64_t v) {
+  if (v < 128) {
+    *p++ = (uint8_t)v;
+  } else if (v < 256) {
+    *p++ = 0xcc;
+    *p++ = (uint8_t)v;
+  } else if (v < 65536) {
+    *p++ = 0xcd;
+    *p++ = (uint8_t)(v >> 8);
+    *p++ = (uint8_t)v;
+  } else if (v <= 0xffffffffu) {
+    *p++ = 0xce;
+    evs__put_be32(p, (uint32_t)v);
+    p += 4;
+  } else {
+    *p++ = 0xcf;
+    evs__put_be64(p, v);
+    p += 8;
+  }
+  return p;
+}
+
+static inline uint8_t *evs__mp_int(uint8_t *p, int64_t v) {
+  if (v >= 0)
+    return evs__mp_uint(p, (uint64_t)v);
+  if (v >= -32) {
+    *p++ = (uint8_t)(int8_t)v;
+  } else if (v >= -128) {
+    *p++ = 0xd0;
+    *p++ = (uint8_t)(int8_t)v;
+  } else if (v >= -32768) {
+    *p++ = 0xd1;
+    *p++ = (uint8_t)((uint16_t)v >> 8);
+    *p++ = (uint8_t)(uint16_t)v;
+  } else if (v >= INT32_MIN) {
+    *p++ = 0xd2;
+    evs__put_be32(p, (uint32_t)v);
+    p += 4;
+  } else {
+    *p++ = 0xd3;
+    evs__put_be64(p, (uint64_t)v);
+    p += 8;
+  }
+  return p;
+}
+
+static inline uint8_t *evs__mp_bin(uint8_t *p, const void *d, size_t n) {
+  if (n < 256) {
+    *p++ = 0xc4;
+    *p++ = (uint8_t)n;
+  } else if (n < 65536) {
+    *p++ = 0xc5;
+    *p++ = (uint8_t)(n >> 8);
+    *p++ = (uint8_t)n;
+  } else {
+    *p++ = 0xc6;
+    evs__put_be32(p, (uint32_t)n);
+    p += 4;
+  }
+  if (n)
+    memcpy(p, d, n);
+  return p + n;
 }
 
 size_t evs__record_size(size_t metadata_len, size_t data_len) {
-  /* Worst case for the integers (9 bytes each) is computed exactly by
-   * evs__record_encode's caller via evs__record_exact_size below; this
-   * bound is used to size buffers. */
-  return 1 + 5 * 9 + 2 + 16 + 5 + 9 + evs__bin_hdr(metadata_len) +
-         metadata_len + evs__bin_hdr(data_len) + data_len +
-         EVS__REC_CHECKSUM_LEN;
+  /* An upper bound (every integer in its 9-byte form), to size buffers. */
+  return 1 + 6 * 9 + evs__mp_bin_len(16) + evs__mp_bin_len(metadata_len) +
+         evs__mp_bin_len(data_len) + EVS__REC_CHECKSUM_LEN;
 }
 
 size_t evs__record_exact_size(const evs__record *r) {
-  evs__wcur w = { NULL, 0 };
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &w, evs__count_cb);
-  evs__pack_record(&pk, r);
-  return w.n + EVS__REC_CHECKSUM_LEN;
+  return 1 + evs__mp_uint_len(r->stream_id) + evs__mp_uint_len(r->version) +
+         evs__mp_int_len(r->timestamp_ns) + evs__mp_uint_len(r->type_id) +
+         evs__mp_bin_len(16) + evs__mp_uint_len(r->flags) +
+         evs__mp_uint_len(r->raw_len) + evs__mp_bin_len(r->metadata_len) +
+         evs__mp_bin_len(r->data_len) + EVS__REC_CHECKSUM_LEN;
 }
 
 size_t evs__record_encode(void *out, const evs__record *r) {
-  evs__wcur w = { (uint8_t *)out, 0 };
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &w, evs__copy_cb);
-  evs__pack_record(&pk, r);
-  evs__put_be64(w.p + w.n, (uint64_t)XXH3_64bits(w.p, w.n));
-  return w.n + EVS__REC_CHECKSUM_LEN;
-}
-
-static void evs__pack_stream(msgpack_packer *pk, const evs__stream_rec *s) {
-  msgpack_pack_array(pk, 11);
-  msgpack_pack_uint64(pk, s->stream_id);
-  msgpack_pack_int64(pk, s->last_version);
-  msgpack_pack_uint64(pk, s->last_position);
-  msgpack_pack_uint32(pk, s->flags);
-  msgpack_pack_int64(pk, s->start_version);
-  msgpack_pack_uint64(pk, s->max_count);
-  msgpack_pack_uint64(pk, s->max_age_sec);
-  msgpack_pack_int64(pk, s->truncate_before);
-  msgpack_pack_uint64(pk, s->category_id);
-  msgpack_pack_int64(pk, s->last_ts);
-  msgpack_pack_bin(pk, s->custom_len);
-  if (s->custom_len)
-    msgpack_pack_bin_body(pk, s->custom, s->custom_len);
+  uint8_t *b = (uint8_t *)out, *p = b;
+  *p++ = 0x99; /* fixarray(9) */
+  p = evs__mp_uint(p, r->stream_id);
+  p = evs__mp_uint(p, r->version);
+  p = evs__mp_int(p, r->timestamp_ns);
+  p = evs__mp_uint(p, r->type_id);
+  p = evs__mp_bin(p, r->id, 16);
+  p = evs__mp_uint(p, r->flags);
+  p = evs__mp_uint(p, r->raw_len);
+  p = evs__mp_bin(p, r->metadata, r->metadata_len);
+  p = evs__mp_bin(p, r->data, r->data_len);
+  size_t n = (size_t)(p - b);
+  evs__put_be64(p, (uint64_t)XXH3_64bits(b, n));
+  return n + EVS__REC_CHECKSUM_LEN;
 }
 
 size_t evs__stream_rec_size(const evs__stream_rec *s) {
-  evs__wcur w = { NULL, 0 };
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &w, evs__count_cb);
-  evs__pack_stream(&pk, s);
-  return w.n;
+  return 1 + evs__mp_uint_len(s->stream_id) +
+         evs__mp_int_len(s->last_version) +
+         evs__mp_uint_len(s->last_position) + evs__mp_uint_len(s->flags) +
+         evs__mp_int_len(s->start_version) + evs__mp_uint_len(s->max_count) +
+         evs__mp_uint_len(s->max_age_sec) +
+         evs__mp_int_len(s->truncate_before) +
+         evs__mp_uint_len(s->category_id) + evs__mp_int_len(s->last_ts) +
+         evs__mp_bin_len(s->custom_len) + EVS__REC_CHECKSUM_LEN;
 }
 
 size_t evs__stream_rec_encode(void *out, const evs__stream_rec *s) {
-  evs__wcur w = { (uint8_t *)out, 0 };
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &w, evs__copy_cb);
-  evs__pack_stream(&pk, s);
-  return w.n;
+  uint8_t *b = (uint8_t *)out, *p = b;
+  *p++ = 0x9b; /* fixarray(11) */
+  p = evs__mp_uint(p, s->stream_id);
+  p = evs__mp_int(p, s->last_version);
+  p = evs__mp_uint(p, s->last_position);
+  p = evs__mp_uint(p, s->flags);
+  p = evs__mp_int(p, s->start_version);
+  p = evs__mp_uint(p, s->max_count);
+  p = evs__mp_uint(p, s->max_age_sec);
+  p = evs__mp_int(p, s->truncate_before);
+  p = evs__mp_uint(p, s->category_id);
+  p = evs__mp_int(p, s->last_ts);
+  p = evs__mp_bin(p, s->custom, s->custom_len);
+  size_t n = (size_t)(p - b);
+  evs__put_be64(p, (uint64_t)XXH3_64bits(b, n));
+  return n + EVS__REC_CHECKSUM_LEN;
 }
 
 /* ---- reading ----------------------------------------------------------- */
@@ -311,9 +357,13 @@ int evs__record_peek(evs__record *r, const void *buf, size_t len) {
 }
 
 int evs__stream_rec_decode(evs__stream_rec *s, const void *buf, size_t len) {
-  if (buf == NULL)
+  if (buf == NULL || len < 1 + EVS__REC_CHECKSUM_LEN)
     return EVS_ECORRUPT;
-  evs__rcur c = { (const uint8_t *)buf, (const uint8_t *)buf + len };
+  size_t body = len - EVS__REC_CHECKSUM_LEN;
+  if ((uint64_t)XXH3_64bits(buf, body) !=
+      evs__get_be64((const uint8_t *)buf + body))
+    return EVS_ECORRUPT;
+  evs__rcur c = { (const uint8_t *)buf, (const uint8_t *)buf + body };
   uint32_t n;
   uint64_t flags;
   if (evs__rd_array(&c, &n) || n < 11 || evs__rd_uint(&c, &s->stream_id) ||

@@ -270,6 +270,12 @@ static int evs__check_format(evs_store *s, MDB_txn *txn, int writable) {
                     fmt, EVS_FORMAT_VERSION);
   if (fmt == 0)
     return evs__err(EVS_ECORRUPT, "format record is 0");
+  if (fmt < EVS_FORMAT_VERSION)
+    return evs__err(EVS_EFORMAT,
+                    "store format %u is a development format older than "
+                    "this library's (%u): export it with the evstore that "
+                    "wrote it and import it here",
+                    fmt, EVS_FORMAT_VERSION);
   return 0;
 }
 

@@ -106,8 +106,13 @@ static void evs__random(void *out, size_t n) {
       }
       evs__rnd_pos = 0;
     }
-    *o++ = evs__rnd[evs__rnd_pos++];
-    n--;
+    size_t k = sizeof evs__rnd - evs__rnd_pos;
+    if (k > n)
+      k = n;
+    memcpy(o, evs__rnd + evs__rnd_pos, k);
+    evs__rnd_pos += k;
+    o += k;
+    n -= k;
   }
 }
 
