@@ -323,3 +323,104 @@ Test(store_idempotency, find_event_id_unknown_is_not_found) {
   cr_assert_eq(evs_find_event_id(tu_store, &u, &pos), 0);
   cr_assert_eq(pos, 1);
 }
+
+/* An id with a chosen first byte: orders ids around the stored maximum. */
+static evs_uuid id_with_prefix(uint8_t first, uint8_t last) {
+  evs_uuid u;
+  memset(&u, 0, sizeof u);
+  u.bytes[0] = first;
+  u.bytes[15] = last;
+  return u;
+}
+
+Test(store_idempotency, ids_below_and_above_the_stored_maximum) {
+  /* The write path appends ids that sort after every stored one without a
+   * lookup; ids below the maximum take the B-tree. Mix both, in one group
+   * (a multi-stream append) and across groups, and retry each. */
+  evs_event_data ev[4];
+  const uint8_t firsts[4] = {0x80, 0x10, 0xf0, 0x40};
+  for (int k = 0; k < 4; k++) {
+    tu_event(&ev[k], "Mix", "m", 1);
+    ev[k].id = id_with_prefix(firsts[k], 1);
+  }
+  evs_append_part parts[2] = {
+    {"mix-a", EVS_EXPECT_NO_STREAM, &ev[0], 2, {0}},
+    {"mix-b", EVS_EXPECT_NO_STREAM, &ev[2], 2, {0}},
+  };
+  cr_assert_eq(evs_append_multi(tu_store, parts, 2, NULL), 0, "%s",
+               evs_last_error());
+  /* A retry of each part is recognised, whichever side of the maximum. */
+  for (int p = 0; p < 2; p++) {
+    evs_append_result r;
+    int rc = evs_append(tu_store, parts[p].stream, EVS_EXPECT_ANY,
+                        parts[p].events, 2, &r);
+    assert_idempotent(rc, &r, 0, 1, parts[p].result.first_position,
+                      parts[p].result.last_position);
+  }
+  /* New ids below the maximum are accepted, above it too; each known id
+   * is found at its position. */
+  evs_event_data lo, hi;
+  tu_event(&lo, "Mix", "lo", 2);
+  lo.id = id_with_prefix(0x01, 2);
+  tu_event(&hi, "Mix", "hi", 2);
+  hi.id = id_with_prefix(0xff, 2);
+  cr_assert_eq(evs_append(tu_store, "mix-a", 1, &lo, 1, NULL), 0);
+  cr_assert_eq(evs_append(tu_store, "mix-a", 2, &hi, 1, NULL), 0);
+  const evs_uuid want[6] = {ev[0].id, ev[1].id, ev[2].id,
+                            ev[3].id, lo.id,    hi.id};
+  for (int i = 0; i < 6; i++) {
+    uint64_t pos = 0;
+    cr_assert_eq(evs_find_event_id(tu_store, &want[i], &pos), 0);
+    cr_assert_eq(pos, (uint64_t)i + 1, "id %d at %llu", i,
+                 (unsigned long long)pos);
+  }
+  /* A stored id below the maximum in a new append conflicts. */
+  evs_event_data again;
+  tu_event(&again, "Mix", "x", 1);
+  again.id = ev[1].id;
+  assert_conflict(evs_append(tu_store, "mix-c", EVS_EXPECT_ANY, &again, 1,
+                             NULL),
+                  6);
+  evs_verify_report vr;
+  cr_assert_eq(evs_store_verify(tu_store, &vr, NULL, NULL), 0);
+  cr_assert_eq(vr.errors, 0);
+}
+
+Test(store_idempotency, duplicates_among_many_parts_are_found) {
+  /* 1,500 parts (beyond the duplicate check's on-stack tables): distinct
+   * streams and ids go in; a repeated stream or id anywhere is EVS_EINVAL
+   * and writes nothing. */
+  enum { N = 1500 };
+  evs_append_part *parts = calloc(N, sizeof *parts);
+  evs_event_data *ev = calloc(N, sizeof *ev);
+  char(*names)[16] = calloc(N, sizeof *names);
+  cr_assert(parts && ev && names);
+  for (int i = 0; i < N; i++) {
+    snprintf(names[i], sizeof names[i], "many-%d", i);
+    tu_event(&ev[i], "Many", "m", 1);
+    ev[i].id = tu_uuid(10000 + (uint64_t)i);
+    parts[i].stream = names[i];
+    parts[i].expected = EVS_EXPECT_ANY;
+    parts[i].events = &ev[i];
+    parts[i].count = 1;
+  }
+  parts[N - 1].stream = names[3];
+  size_t failed = 0;
+  int rc = evs_append_multi(tu_store, parts, N, &failed);
+  cr_assert_eq(rc, EVS_EINVAL, "%s", evs_err_name(rc));
+  cr_assert_eq(failed, N - 1);
+  parts[N - 1].stream = names[N - 1];
+  ev[N - 2].id = ev[17].id;
+  rc = evs_append_multi(tu_store, parts, N, NULL);
+  cr_assert_eq(rc, EVS_EINVAL, "%s", evs_err_name(rc));
+  cr_assert(strstr(evs_last_error(), "twice") != NULL, "%s",
+            evs_last_error());
+  cr_assert_eq(tu_head(tu_store), 0);
+  ev[N - 2].id = tu_uuid(10000 + N - 2);
+  rc = evs_append_multi(tu_store, parts, N, NULL);
+  cr_assert_eq(rc, 0, "%s: %s", evs_err_name(rc), evs_last_error());
+  cr_assert_eq(tu_head(tu_store), N);
+  free(parts);
+  free(ev);
+  free(names);
+}

@@ -208,6 +208,21 @@ Test(store_persistence, newer_format_is_refused) {
   cr_assert_eq(tu_head(tu_store), 1);
 }
 
+Test(store_persistence, format_1_is_refused_with_a_way_out) {
+  tu_store = tu_open(tu_dir, NULL);
+  tu_append_ok(tu_store, "s", EVS_EXPECT_ANY, 1, NULL);
+  evs_store_close(tu_store);
+  tu_store = NULL;
+  const uint8_t v1[4] = {0, 0, 0, 1};
+  tu_lmdb_put(tu_dir, "meta", "format", 6, v1, 4);
+  evs_store *s = NULL;
+  int rc = evs_store_open(&s, tu_dir, NULL);
+  cr_assert_eq(rc, EVS_EFORMAT, "%s: %s", evs_err_name(rc), evs_last_error());
+  cr_assert_null(s);
+  cr_assert(strstr(evs_last_error(), "import") != NULL, "%s",
+            evs_last_error());
+}
+
 Test(store_persistence, read_only_open_reads_but_never_writes) {
   tu_store = tu_open(tu_dir, NULL);
   tu_append_ok(tu_store, "s", EVS_EXPECT_ANY, 4, NULL);
