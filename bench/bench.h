@@ -39,6 +39,7 @@ typedef struct bench_opts {
   const char *only;      /* --only SCENARIO[,SCENARIO...] */
   const char *peers_log; /* --peers-log FILE: parse an earlier raw.log */
   double secs;           /* time budget of one timed append run */
+  int ids_v4;            /* --ids v4: random client ids everywhere */
 } bench_opts;
 
 /* One result: one figure of one scenario, optionally against a reference. */
@@ -197,7 +198,7 @@ int bench_selected(const bench_ctx *c, const char *name);
 
 /* One event of a pre-generated workload. */
 typedef struct bench_event {
-  evs_uuid id;         /* random UUIDv4 (client-supplied) */
+  evs_uuid id;         /* client-supplied: UUIDv7 (default) or UUIDv4 */
   uint32_t stream;     /* stream number: index into the workload's names */
   int64_t version;     /* 0-based version this event gets */
   const uint8_t *data; /* into the workload's payload pool */
@@ -219,6 +220,7 @@ typedef struct bench_wl_opts {
   const char *type2;
   uint64_t seed;
   unsigned pool; /* distinct payloads (0 = min(n, 8192)) */
+  int ids_v4;    /* random UUIDv4 ids instead of time-ordered UUIDv7 */
 } bench_wl_opts;
 
 typedef struct bench_wl {
@@ -239,6 +241,9 @@ void bench_wl_free(bench_wl *w);
 void bench_json_payload(uint8_t *out, size_t size, uint64_t *rng);
 uint64_t bench_rng(uint64_t *s);
 void bench_uuid4(evs_uuid *id, uint64_t *rng);
+/* A UUIDv7 for the seq-th event of a workload: time-ordered (a fixed
+ * millisecond base, 4,096 ids per millisecond), random tail. */
+void bench_uuid7(evs_uuid *id, uint64_t seq, uint64_t *rng);
 /* Default options: n events of the default workload. */
 bench_wl_opts bench_wl_default(size_t n, size_t data_size);
 

@@ -84,6 +84,11 @@ static void usage(FILE *f) {
           "                   --quick runs only when --out is given)\n"
           "  --no-charts      do not write the --out directory\n"
           "  --keep           keep the stores (for inspection)\n"
+          "  --ids v7|v4      client event ids: time-ordered UUIDv7 (the\n"
+          "                   default, as evstore generates them) or random\n"
+          "                   UUIDv4 (the peers' ids; each costs an id-index\n"
+          "                   B-tree insert); by default the append\n"
+          "                   scenario adds one batch-100 run with v4 ids\n"
           "  --list           list the scenarios and exit\n"
           "  --help           this text\n"
           "\n"
@@ -213,6 +218,14 @@ int main(int argc, char **argv) {
       no_charts = 1;
     } else if (strcmp(a, "--keep") == 0) {
       c->opt.keep = 1;
+    } else if (strcmp(a, "--ids") == 0) {
+      NEED_ARG();
+      if (strcmp(v, "v4") == 0) {
+        c->opt.ids_v4 = 1;
+      } else if (strcmp(v, "v7") != 0) {
+        fprintf(stderr, "evstore-bench: --ids must be v7 or v4\n");
+        return 2;
+      }
     } else if (strcmp(a, "--list") == 0) {
       for (size_t k = 0; k < NSCENARIOS; k++)
         printf("%-14s %s\n", scenarios[k].name, scenarios[k].title);

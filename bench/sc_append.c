@@ -88,6 +88,7 @@ typedef struct ap_cfg {
   size_t data;
   evs_durability dur;
   int one_stream;
+  int ids_v4; /* random client ids instead of time-ordered ones */
 } ap_cfg;
 
 static const char *ap_size_name(size_t d) {
@@ -124,11 +125,13 @@ static size_t ap_nmax(const bench_ctx *c, const ap_cfg *a) {
 
 static void ap_name(char *out, size_t cap, const char *what, const ap_cfg *a) {
   if (a->one_stream)
-    snprintf(out, cap, "%s/b%zux1stream/%s/%s", what, a->batch,
-             ap_size_name(a->data), bench_dur_name(a->dur));
+    snprintf(out, cap, "%s/b%zux1stream/%s/%s%s", what, a->batch,
+             ap_size_name(a->data), bench_dur_name(a->dur),
+             a->ids_v4 ? "/v4-ids" : "");
   else
-    snprintf(out, cap, "%s/b%zu/%s/%s", what, a->batch, ap_size_name(a->data),
-             bench_dur_name(a->dur));
+    snprintf(out, cap, "%s/b%zu/%s/%s%s", what, a->batch,
+             ap_size_name(a->data), bench_dur_name(a->dur),
+             a->ids_v4 ? "/v4-ids" : "");
 }
 
 /* Opens a fresh store in a new directory. */
@@ -165,6 +168,7 @@ static void ap_run(bench_ctx *c, const ap_cfg *a) {
   ap_name(scen, sizeof scen, "append", a);
   ap_name(refscen, sizeof refscen, "raw-lmdb-occ-index", a);
   bench_wl_opts wo = bench_wl_default(ap_nmax(c, a), a->data);
+  wo.ids_v4 = a->ids_v4 || c->opt.ids_v4;
   if (a->one_stream)
     wo.run = (unsigned)a->batch;
   bench_wl w;
@@ -249,8 +253,9 @@ static void ap_run(bench_ctx *c, const ap_cfg *a) {
                    (double)lat.n, secs, &lat);
   }
   char note[160];
-  snprintf(note, sizeof note, "%s, %zu event(s) per call%s",
+  snprintf(note, sizeof note, "%s, %zu event(s) per call, %s ids%s",
            bench_dur_name(a->dur), a->batch,
+           wo.ids_v4 ? "random UUIDv4" : "UUIDv7",
            a->data >= 256 ? "; data compressed by the store (zstd)" : "");
   bench_emit_meas(c, scen, &m, "raw-lmdb-occ-index", &ref, note);
   if (with_full)
@@ -270,7 +275,7 @@ static void ap_run(bench_ctx *c, const ap_cfg *a) {
                     "occ-index + evstore's index layout (DUPSORT stream "
                     "index, ids, category and type indexes), nothing else");
   char series[48];
-  if (a->data == BENCH_DATA_SIZE && !a->one_stream) {
+  if (a->data == BENCH_DATA_SIZE && !a->one_stream && !a->ids_v4) {
     bench_stat st = bench_stat_of(m.eps, m.reps);
     snprintf(series, sizeof series, "append-%s", bench_dur_name(a->dur));
     bench_point_add(c, series, (double)a->batch, st.med);
@@ -295,6 +300,7 @@ typedef struct gc_shared {
   int threads;
   const uint8_t *pool; /* payloads, BENCH_DATA_SIZE bytes each */
   unsigned npool;
+  int ids_v4;
 } gc_shared;
 
 typedef struct gc_thread {
@@ -344,7 +350,10 @@ static void *gc_main(void *arg) {
     snprintf(name, sizeof name, "order-%u", ks[j]);
     evs_event_data ed;
     memset(&ed, 0, sizeof ed);
-    bench_uuid4(&ed.id, &rng);
+    if (sh->ids_v4)
+      bench_uuid4(&ed.id, &rng);
+    else
+      evs_uuid_v7(&ed.id); /* as a client library would make it */
     ed.type = BENCH_TYPE;
     ed.data =
         sh->pool + (size_t)(bench_rng(&rng) % sh->npool) * BENCH_DATA_SIZE;
@@ -388,6 +397,7 @@ static void gc_run(bench_ctx *c, evs_durability dur, const int *threads,
       gc_shared sh;
       memset(&sh, 0, sizeof sh);
       sh.threads = T;
+      sh.ids_v4 = c->opt.ids_v4;
       sh.pool = pool;
       sh.npool = 1024;
       int rc = ap_open(c, "group", dur, &sh.s, dir, sizeof dir);
@@ -487,12 +497,18 @@ void sc_append(bench_ctx *c) {
   size_t nsizes = c->opt.quick ? 2 : 4;
   for (size_t si = 0; si < nsizes; si++) {
     for (size_t bi = 0; bi < 4; bi++) {
-      ap_cfg a = { batches[bi], sizes[si], EVS_SYNC, 0 };
+      ap_cfg a = { batches[bi], sizes[si], EVS_SYNC, 0, 0 };
       ap_run(c, &a);
     }
   }
-  ap_cfg one = { 100, 200, EVS_SYNC, 1 };
+  ap_cfg one = { 100, 200, EVS_SYNC, 1, 0 };
   ap_run(c, &one);
+  /* The default events with random client ids: what the id index costs
+   * when ids are not time-ordered (docs/performance.md). */
+  if (!c->opt.ids_v4) {
+    ap_cfg v4 = { 100, 200, EVS_SYNC, 0, 1 };
+    ap_run(c, &v4);
+  }
 }
 
 void sc_group(bench_ctx *c) {
@@ -506,7 +522,7 @@ void sc_syncmodes(bench_ctx *c) {
   static const evs_durability modes[] = { EVS_NOMETASYNC, EVS_NOSYNC };
   for (int mi = 0; mi < 2; mi++) {
     for (size_t bi = 0; bi < 4; bi++) {
-      ap_cfg a = { batches[bi], BENCH_DATA_SIZE, modes[mi], 0 };
+      ap_cfg a = { batches[bi], BENCH_DATA_SIZE, modes[mi], 0, 0 };
       ap_run(c, &a);
     }
     gc_run(c, modes[mi], threads, 4);

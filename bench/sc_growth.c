@@ -13,7 +13,7 @@
  * cost). At each checkpoint the store is reopened in sync mode and
  * measured, each figure repeated:
  *   - append-sync-b100: 20,000 more events, durable, batches of 100, with
- *     the default workload's random UUIDv4 ids; and append-sync-b100-v7ids,
+ *     client-supplied random UUIDv4 ids; and append-sync-b100-v7ids,
  *     the same with store-generated ids; both with the bytes written to
  *     storage per event;
  *   - stream-read: the newest 1,000 events of "order-42", read 500 times
@@ -46,6 +46,7 @@ static int gr_chunk(bench_wl *w, size_t n, uint64_t base, uint64_t seed,
                     int nil_ids) {
   bench_wl_opts o = bench_wl_default(n, BENCH_DATA_SIZE);
   o.seed = seed;
+  o.ids_v4 = !nil_ids; /* the probe's "random client ids" */
   int rc = bench_wl_make(w, &o);
   if (rc)
     return rc;

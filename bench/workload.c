@@ -39,6 +39,18 @@ void bench_uuid4(evs_uuid *id, uint64_t *rng) {
   id->bytes[8] = (uint8_t)((id->bytes[8] & 0x3f) | 0x80);
 }
 
+void bench_uuid7(evs_uuid *id, uint64_t seq, uint64_t *rng) {
+  /* 2026-01-01T00:00:00Z in ms, then 4,096 ids per millisecond. */
+  uint64_t ms = 1767225600000ull + seq / 4096, ctr = seq % 4096;
+  uint64_t tail = bench_rng(rng);
+  for (int i = 0; i < 6; i++)
+    id->bytes[i] = (uint8_t)(ms >> (40 - 8 * i));
+  id->bytes[6] = (uint8_t)(0x70 | (ctr >> 8));
+  id->bytes[7] = (uint8_t)ctr;
+  memcpy(id->bytes + 8, &tail, 8);
+  id->bytes[8] = (uint8_t)((id->bytes[8] & 0x3f) | 0x80);
+}
+
 static const char *const bench_words[] = {
   "please",   "deliver",   "to",        "the",       "back",     "door",
   "gift",     "wrap",      "fragile",   "call",      "before",   "arrival",
@@ -188,7 +200,10 @@ int bench_wl_make(bench_wl *w, const bench_wl_opts *o) {
       e->kind = 0;
     }
     e->version = ++w->last[e->stream];
-    bench_uuid4(&e->id, &rng);
+    if (o->ids_v4)
+      bench_uuid4(&e->id, &rng);
+    else
+      bench_uuid7(&e->id, i, &rng);
     e->data = w->pool + (size_t)(i % w->npool) * o->data_size;
     e->data_len = (uint32_t)o->data_size;
     w->data_bytes += o->data_size;
