@@ -481,10 +481,8 @@ static int evs__flush_list(evs__batch *b, MDB_dbi dbi, evs__ipos *a,
     b->scratch = ns;
     b->capscratch = n * 8;
   }
-  MDB_cursor *c;
-  int rc = mdb_cursor_open(b->txn, dbi, &c);
-  if (rc)
-    return rc;
+  MDB_cursor *c = NULL;
+  int rc = 0;
   for (size_t i = 0; i < n && rc == 0;) {
     size_t j = i;
     while (j < n && a[j].key == a[i].key) {
@@ -495,10 +493,14 @@ static int evs__flush_list(evs__batch *b, MDB_dbi dbi, evs__ipos *a,
     evs__put_be64(kb, a[i].key);
     MDB_val k = { 8, kb };
     MDB_val d[2] = { { 8, b->scratch }, { j - i, NULL } };
-    rc = mdb_cursor_put(c, &k, d, MDB_MULTIPLE | MDB_APPENDDUP);
+    if (j - i == 1) /* a cursor costs more than it saves for one entry */
+      rc = mdb_put(b->txn, dbi, &k, &d[0], MDB_APPENDDUP);
+    else if (c != NULL || (rc = mdb_cursor_open(b->txn, dbi, &c)) == 0)
+      rc = mdb_cursor_put(c, &k, d, MDB_MULTIPLE | MDB_APPENDDUP);
     i = j;
   }
-  mdb_cursor_close(c);
+  if (c)
+    mdb_cursor_close(c);
   return rc;
 }
 
@@ -814,11 +816,16 @@ static int evs__write_part(evs__batch *b, evs__req *r, size_t p,
     };
     uint8_t pk[8];
     evs__put_be64(pk, pos);
-    if (b->c_events == NULL &&
-        (rc = mdb_cursor_open(b->txn, s->db_events, &b->c_events)))
-      goto fail;
     MDB_val key = { 8, pk }, val = { evs__record_exact_size(&rec), NULL };
-    rc = mdb_cursor_put(b->c_events, &key, &val, MDB_APPEND | MDB_RESERVE);
+    if (b->events_written == 0 && i == 0) {
+      /* The group's first event: a cursor pays from the second one on. */
+      rc = mdb_put(b->txn, s->db_events, &key, &val, MDB_APPEND | MDB_RESERVE);
+    } else {
+      if (b->c_events == NULL &&
+          (rc = mdb_cursor_open(b->txn, s->db_events, &b->c_events)))
+        goto fail;
+      rc = mdb_cursor_put(b->c_events, &key, &val, MDB_APPEND | MDB_RESERVE);
+    }
     if (rc)
       goto fail;
     evs__record_encode(val.mv_data, &rec);
