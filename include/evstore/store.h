@@ -78,6 +78,28 @@ EVS_EXTERN void evs_store_close(evs_store *store);
 /* Flushes everything committed so far to disk (useful with EVS_NOSYNC). */
 EVS_EXTERN int evs_store_sync(evs_store *store);
 
+/*
+ * Trains a zstd dictionary on the data of the store's newest events (up to
+ * `samples`, 0 = 10,000) and makes it the store's dictionary: from then on
+ * appends compress event data of at least 32 bytes with it (or of at least
+ * compress_threshold when that is lower; never when it is UINT32_MAX). A
+ * dictionary holds what events of one shape share, so small JSON events,
+ * which zstd alone barely shrinks, compress too (docs/storage.md). Events
+ * written earlier keep their form, and every dictionary stays in the store,
+ * so all of them remain readable. Train again when the events change shape.
+ * `dict_size` is the dictionary's size in bytes, 1 KiB to 1 MiB (0 = 16
+ * KiB). On success *dict_id (may be NULL) is the new dictionary's id.
+ *
+ * Other processes with the store open keep compressing with the dictionary
+ * they had until they reopen it; they read events compressed with the new
+ * one at once.
+ *
+ * Errors: EVS_EINVAL (bad sizes, a read-only store, too few events to
+ * train on), EVS_ENOMEM, EVS_ECORRUPT, EVS_EMAPFULL, -errno.
+ */
+EVS_EXTERN int evs_store_train_dictionary(evs_store *store, size_t dict_size,
+                                          size_t samples, uint32_t *dict_id);
+
 /* Counters and sizes, see evs_store_stats(). */
 typedef struct evs_stats {
   uint64_t events;          /* events in the log (after compaction) */

@@ -30,12 +30,15 @@
 
 #define EVS__BATCH_MAX 512
 #define EVS__BATCH_BYTES (64u * 1024u * 1024u)
+/* With a dictionary, data of at least this many bytes is compressed. */
+#define EVS__DICT_THRESHOLD 32u
 
 enum {
   EVS__OP_APPEND = 1,
   EVS__OP_DELETE = 2,
   EVS__OP_METADATA = 3,
-  EVS__OP_COMPACT = 4
+  EVS__OP_COMPACT = 4,
+  EVS__OP_FN = 5
 };
 
 typedef struct evs__prep {
@@ -61,7 +64,8 @@ struct evs__req {
   int hard;
   evs_stream_metadata md;
   int64_t actual_version;
-  void *compact;    /* compaction state (maint.c) */
+  void *compact;    /* compaction state (maint.c), or EVS__OP_FN's arg */
+  evs__txn_fn fn;   /* EVS__OP_FN */
   int64_t fixed_ts; /* evs_append_at: the commit timestamp, else 0 */
   /* completion */
   int rc;
@@ -327,13 +331,18 @@ static int evs__prepare_append(evs_store *s, evs__req *r) {
                       txt);
     }
   }
-  /* Compress in the caller's thread, outside the writer. */
+  /* Compress in the caller's thread, outside the writer. With a trained
+   * dictionary, small events pay too (docs/storage.md). */
   void *cctx = NULL;
+  const ZSTD_CDict *cdict = (const ZSTD_CDict *)evs__active_cdict(s);
+  size_t threshold = s->opts.compress_threshold;
+  if (cdict && threshold != UINT32_MAX && threshold > EVS__DICT_THRESHOLD)
+    threshold = EVS__DICT_THRESHOLD;
   k = 0;
   for (size_t p = 0; p < r->nparts; p++) {
     for (size_t i = 0; i < r->parts[p].count; i++, k++) {
       evs__prep *pr = &r->prep[k];
-      if (pr->data_len < s->opts.compress_threshold || pr->data_len < 32)
+      if (pr->data_len < threshold || pr->data_len < 32)
         continue;
       if (cctx == NULL && (cctx = evs__cctx_get(s)) == NULL)
         break;
@@ -342,7 +351,10 @@ static int evs__prepare_append(evs_store *s, evs__req *r) {
       if (buf == NULL)
         break;
       size_t n =
-          ZSTD_compress2((ZSTD_CCtx *)cctx, buf, bound, pr->data, pr->data_len);
+          cdict ? ZSTD_compress_usingCDict((ZSTD_CCtx *)cctx, buf, bound,
+                                           pr->data, pr->data_len, cdict)
+                : ZSTD_compress2((ZSTD_CCtx *)cctx, buf, bound, pr->data,
+                                 pr->data_len);
       if (ZSTD_isError(n) || n >= pr->data_len - pr->data_len / 16) {
         free(buf); /* does not pay: store as is */
         continue;
@@ -350,7 +362,7 @@ static int evs__prepare_append(evs_store *s, evs__req *r) {
       pr->owned = buf;
       pr->data = buf;
       pr->data_len = n;
-      pr->flags |= EVS__REC_COMPRESSED;
+      pr->flags |= EVS__REC_COMPRESSED | (cdict ? EVS__REC_DICT : 0);
     }
   }
   evs__cctx_put(s, cctx);
@@ -1066,6 +1078,8 @@ static int evs__batch_try(evs_store *s, evs__req **reqs, size_t n,
       rc = evs__apply_delete(b, r);
     else if (r->op == EVS__OP_METADATA)
       rc = evs__apply_metadata(b, r);
+    else if (r->op == EVS__OP_FN)
+      rc = r->fn(s, b->txn, r->compact, &r->rc);
     else if ((rc = evs__flush_lists(b)) == 0) /* before it deletes any */
       rc = evs__apply_compact(s, b->txn, r->compact, &r->rc);
     if (rc)
@@ -1546,6 +1560,16 @@ int evs_stream_set_metadata(evs_store *s, const char *stream,
   r.stream_len = len;
   r.md = *md;
   r.bytes = 64 + md->custom_len;
+  return evs__submit_sync(s, &r);
+}
+
+int evs__submit_fn(evs_store *s, evs__txn_fn fn, void *arg) {
+  evs__req r;
+  memset(&r, 0, sizeof r);
+  r.op = EVS__OP_FN;
+  r.fn = fn;
+  r.compact = arg;
+  r.bytes = 1024 * 1024;
   return evs__submit_sync(s, &r);
 }
 

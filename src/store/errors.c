@@ -78,10 +78,14 @@ void evs__set_detail(const char *detail) {
 }
 
 int evs__err(int code, const char *fmt, ...) {
+  /* Format aside first: callers may pass evs_last_error() itself to wrap
+   * a detail in context ("event at position N: %s"). */
+  char buf[sizeof evs__detail];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(evs__detail, sizeof evs__detail, fmt, ap);
+  vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
+  memcpy(evs__detail, buf, sizeof buf);
   return code;
 }
 

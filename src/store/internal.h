@@ -104,6 +104,9 @@ int64_t evs__now_ns(void);
 /* ---- records ----------------------------------------------------------- */
 
 #define EVS__REC_COMPRESSED 0x1u
+/* With EVS__REC_COMPRESSED: compressed with the trained dictionary that
+ * the zstd frame header names (src/store/dict.c). */
+#define EVS__REC_DICT 0x2u
 #define EVS__REC_CHECKSUM_LEN 8u
 
 /* Fields of an event record as stored in the `events` database. */
@@ -183,11 +186,13 @@ typedef struct evs__commit_listener {
  * it before sleeping or is woken. `value` is stored with release order. */
 void evs__set_wait_flag(evs_store *s, volatile int *flag, int value);
 
+#define EVS__MAX_DICTS 64
+
 struct evs_store {
   MDB_env *env;
   MDB_dbi db_events, db_streams, db_stream_ids, db_stream_index, db_ids,
       db_types, db_type_names, db_cats, db_cat_names, db_cat_index,
-      db_type_index, db_meta;
+      db_type_index, db_meta, db_dicts;
   char *path;
   evs_store_options opts;
   dev_t dev;
@@ -229,6 +234,19 @@ struct evs_store {
   pthread_mutex_t z_mu;
   void *cctx_pool[8];
   int cctx_count;
+
+  /* Trained dictionaries (dict.c): digested for decompression by id, and
+   * the CDicts this handle compressed with (the last one is active). */
+  pthread_mutex_t d_mu;
+  struct {
+    uint32_t id;
+    void *ddict;
+  } dicts[EVS__MAX_DICTS];
+  int ndicts;
+  void *cdicts[EVS__MAX_DICTS];
+  int ncdicts;
+  void *active_cdict; /* atomic; NULL = no dictionary */
+  uint32_t active_dict;
 
   /* Commit notification. */
   pthread_mutex_t c_mu;
@@ -285,6 +303,20 @@ int64_t evs__visible_from(const evs__stream_rec *st);
 void evs__writer_shutdown(evs_store *s);
 /* Runs one compaction chunk through the write queue (maint.c state). */
 int evs__submit_compact(evs_store *s, void *state);
+/* Runs fn inside a write transaction of the writer (a group of its own
+ * kind): fn returns an LMDB code (fatal for the transaction) and sets
+ * *req_rc to 0 or an EVS code for the request. Returns the request's code. */
+typedef int (*evs__txn_fn)(evs_store *s, MDB_txn *txn, void *arg,
+                           int *req_rc);
+int evs__submit_fn(evs_store *s, evs__txn_fn fn, void *arg);
+
+/* Dictionaries (dict.c). */
+int evs__dicts_open(evs_store *s, MDB_txn *txn);
+void evs__dicts_close(evs_store *s);
+/* The ZSTD_CDict appends compress with, or NULL. */
+void *evs__active_cdict(evs_store *s);
+/* The ZSTD_DDict of dictionary `id` (loaded on first use), or NULL. */
+void *evs__ddict_get(evs_store *s, uint32_t id);
 /* Applies one compaction chunk in txn; sets *req_rc; returns LMDB code. */
 int evs__apply_compact(evs_store *s, MDB_txn *txn, void *state, int *req_rc);
 

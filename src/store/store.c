@@ -225,6 +225,7 @@ static int evs__open_dbs(evs_store *s, MDB_txn *txn, unsigned create) {
     { &s->db_cat_names, "category_names", 0 },
     { &s->db_cat_index, "category_index", MDB_DUPSORT | MDB_DUPFIXED },
     { &s->db_type_index, "type_index", MDB_DUPSORT | MDB_DUPFIXED },
+    { &s->db_dicts, "dicts", 0 },
   };
   for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
     int rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | create, dbs[i].dbi);
@@ -367,6 +368,7 @@ int evs_store_open(evs_store **out, const char *path,
     pthread_condattr_destroy(&ca);
   }
   pthread_mutex_init(&s->z_mu, NULL);
+  pthread_mutex_init(&s->d_mu, NULL);
   pthread_mutex_init(&s->c_mu, NULL);
   {
     pthread_condattr_t ca;
@@ -442,6 +444,8 @@ int evs_store_open(evs_store **out, const char *path,
   rc = evs__check_format(s, txn, !o.read_only);
   if (rc == 0)
     rc = evs__open_dbs(s, txn, create);
+  if (rc == 0)
+    rc = evs__dicts_open(s, txn);
   if (rc == 0 && !o.read_only) {
     mrc = mdb_txn_commit(txn);
     txn = NULL;
@@ -504,6 +508,7 @@ void evs_store_close(evs_store *s) {
   }
   for (int i = 0; i < s->cctx_count; i++)
     ZSTD_freeCCtx((ZSTD_CCtx *)s->cctx_pool[i]);
+  evs__dicts_close(s);
   evs__reg_del(s);
   pthread_mutex_destroy(&s->rz_mu);
   pthread_cond_destroy(&s->rz_cv);
@@ -512,6 +517,7 @@ void evs_store_close(evs_store *s) {
   pthread_cond_destroy(&s->wt_cv);
   pthread_cond_destroy(&s->lead_cv);
   pthread_mutex_destroy(&s->z_mu);
+  pthread_mutex_destroy(&s->d_mu);
   pthread_mutex_destroy(&s->c_mu);
   pthread_cond_destroy(&s->c_cv);
   free(s->wbuf);
@@ -567,7 +573,6 @@ void evs__cctx_put(evs_store *s, void *c) {
 
 int evs__record_data(evs_store *s, const evs__record *r, void **buf,
                      size_t *cap, void **dctx, evs_slice *out) {
-  (void)s;
   if (!(r->flags & EVS__REC_COMPRESSED)) {
     out->data = r->data;
     out->len = r->data_len;
@@ -590,8 +595,22 @@ int evs__record_data(evs_store *s, const evs__record *r, void **buf,
     if (*dctx == NULL)
       return evs__err(EVS_ENOMEM, "out of memory (zstd context)");
   }
-  size_t n = ZSTD_decompressDCtx((ZSTD_DCtx *)*dctx, *buf, (size_t)r->raw_len,
-                                 r->data, r->data_len);
+  size_t n;
+  if (r->flags & EVS__REC_DICT) {
+    unsigned id = ZSTD_getDictID_fromFrame(r->data, r->data_len);
+    void *dd = id ? evs__ddict_get(s, id) : NULL;
+    if (dd == NULL)
+      return evs__err(EVS_ECORRUPT,
+                      "event data names dictionary %u, which the store "
+                      "cannot provide",
+                      id);
+    n = ZSTD_decompress_usingDDict((ZSTD_DCtx *)*dctx, *buf,
+                                   (size_t)r->raw_len, r->data, r->data_len,
+                                   (const ZSTD_DDict *)dd);
+  } else {
+    n = ZSTD_decompressDCtx((ZSTD_DCtx *)*dctx, *buf, (size_t)r->raw_len,
+                            r->data, r->data_len);
+  }
   if (ZSTD_isError(n) || n != r->raw_len)
     return evs__err(EVS_ECORRUPT, "event data does not decompress: %s",
                     ZSTD_isError(n) ? ZSTD_getErrorName(n) : "size mismatch");

@@ -334,3 +334,162 @@ Test(store_compression, corrupt_head_record_never_crashes) {
     cr_assert_eq(rc, EVS_ECORRUPT, "%s", evs_err_name(rc));
   }
 }
+
+/* ---- trained dictionaries ------------------------------------------------ */
+
+/* A small JSON order event, like the benchmark's: similar field names and
+ * values, different numbers. */
+static size_t order_json(char *out, size_t cap, unsigned i) {
+  static const char *const notes[] = { "leave at the door", "gift wrap",
+                                       "call before delivery", "fragile" };
+  return (size_t)snprintf(
+      out, cap,
+      "{\"orderId\":\"ord-%08u\",\"customerId\":\"cust-%05u\","
+      "\"amount\":%u.%02u,\"currency\":\"EUR\",\"items\":%u,"
+      "\"status\":\"placed\",\"note\":\"%s\"}",
+      i * 7919u % 100000000u, i * 31u % 100000u, i * 13u % 1000u, i % 100u,
+      1u + i % 9u, notes[i % 4]);
+}
+
+/* Appends n order events (numbers from `first`) to `stream`, in calls of
+ * 100. Returns the bytes of data appended. */
+static uint64_t append_orders(const char *stream, unsigned first, unsigned n) {
+  static char bufs[100][256];
+  evs_event_data ev[100];
+  uint64_t bytes = 0;
+  for (unsigned done = 0; done < n;) {
+    unsigned k = n - done < 100 ? n - done : 100;
+    for (unsigned i = 0; i < k; i++) {
+      size_t len = order_json(bufs[i], sizeof bufs[i], first + done + i);
+      tu_event(&ev[i], "OrderPlaced", bufs[i], len);
+      bytes += len;
+    }
+    int rc = evs_append(tu_store, stream, EVS_EXPECT_ANY, ev, k, NULL);
+    cr_assert_eq(rc, 0, "%s: %s", evs_err_name(rc), evs_last_error());
+    done += k;
+  }
+  return bytes;
+}
+
+/* Reads `stream` and checks every event against order_json(first + i). */
+static void check_orders(const char *stream, unsigned first, unsigned n) {
+  tu_evlist l = tu_stream(tu_store, stream, NULL);
+  cr_assert_eq(l.n, n, "%s: %zu events, want %u", stream, l.n, n);
+  char want[256];
+  for (unsigned i = 0; i < n; i++) {
+    size_t len = order_json(want, sizeof want, first + i);
+    cr_assert_eq(l.ev[i].data_len, len, "event %u: length", i);
+    cr_assert_eq(memcmp(l.ev[i].data, want, len), 0, "event %u differs", i);
+  }
+  tu_evlist_free(&l);
+}
+
+Test(store_compression, trained_dictionary_shrinks_small_events) {
+  tu_store = tu_open(tu_dir, NULL);
+  uint64_t before = append_orders("train", 0, 3000);
+  evs_stats s0 = full_stats();
+  /* ~170-byte events: under the default threshold, stored as they are. */
+  cr_assert_eq(s0.compressed_events, 0);
+  uint32_t id = 0;
+  int rc = evs_store_train_dictionary(tu_store, 0, 0, &id);
+  cr_assert_eq(rc, 0, "%s: %s", evs_err_name(rc), evs_last_error());
+  cr_assert_geq(id, 32768u);
+  uint64_t after = append_orders("after", 3000, 3000);
+  evs_stats s1 = full_stats();
+  cr_assert_eq(s1.compressed_events, 3000, "%llu compressed",
+               (unsigned long long)s1.compressed_events);
+  uint64_t stored_after = s1.data_bytes_stored - s0.data_bytes_stored;
+  cr_log_info("dictionary %u: %llu bytes of data stored as %llu (%.2fx)", id,
+              (unsigned long long)after, (unsigned long long)stored_after,
+              (double)stored_after / (double)after);
+  cr_assert_lt(stored_after * 2, after, "a dictionary should halve the data");
+  (void)before;
+  check_orders("train", 0, 3000);
+  check_orders("after", 3000, 3000);
+  /* The dictionary is the store's: after a reopen, reads decode and new
+   * appends still use it. */
+  evs_store_close(tu_store);
+  tu_store = tu_open(tu_dir, NULL);
+  check_orders("after", 3000, 3000);
+  append_orders("reopened", 6000, 200);
+  evs_stats s2 = full_stats();
+  cr_assert_eq(s2.compressed_events, 3200);
+  check_orders("reopened", 6000, 200);
+  evs_verify_report vr;
+  cr_assert_eq(evs_store_verify(tu_store, &vr, NULL, NULL), 0);
+  cr_assert_eq(vr.errors, 0);
+}
+
+Test(store_compression, a_new_dictionary_keeps_old_events_readable) {
+  tu_store = tu_open(tu_dir, NULL);
+  append_orders("a", 0, 1000);
+  uint32_t id1 = 0, id2 = 0;
+  cr_assert_eq(evs_store_train_dictionary(tu_store, 4096, 500, &id1), 0, "%s",
+               evs_last_error());
+  append_orders("b", 1000, 1000);
+  cr_assert_eq(evs_store_train_dictionary(tu_store, 8192, 0, &id2), 0, "%s",
+               evs_last_error());
+  cr_assert_neq(id1, id2);
+  append_orders("c", 2000, 1000);
+  check_orders("a", 0, 1000);
+  check_orders("b", 1000, 1000);
+  check_orders("c", 2000, 1000);
+  /* A second handle (read-only) decodes both dictionaries' events. */
+  evs_store_close(tu_store);
+  evs_store_options ro = EVS_STORE_OPTIONS_INIT;
+  ro.read_only = 1;
+  tu_store = tu_open(tu_dir, &ro);
+  check_orders("b", 1000, 1000);
+  check_orders("c", 2000, 1000);
+  int rc = evs_store_train_dictionary(tu_store, 0, 0, NULL);
+  cr_assert_eq(rc, EVS_EINVAL, "read-only: %s", evs_err_name(rc));
+}
+
+Test(store_compression, dictionary_arguments_and_empty_store) {
+  tu_store = tu_open(tu_dir, NULL);
+  cr_assert_eq(evs_store_train_dictionary(NULL, 0, 0, NULL), EVS_EINVAL);
+  int rc = evs_store_train_dictionary(tu_store, 0, 0, NULL);
+  cr_assert_eq(rc, EVS_EINVAL, "empty store: %s", evs_err_name(rc));
+  cr_assert(strstr(evs_last_error(), "append more") != NULL, "%s",
+            evs_last_error());
+  cr_assert_eq(evs_store_train_dictionary(tu_store, 100, 0, NULL), EVS_EINVAL);
+  cr_assert_eq(evs_store_train_dictionary(tu_store, 2u << 20, 0, NULL),
+               EVS_EINVAL);
+  cr_assert_eq(evs_store_train_dictionary(tu_store, 0, 2000000, NULL),
+               EVS_EINVAL);
+  /* A failed training leaves appends as they were. */
+  append_orders("s", 0, 10);
+  evs_stats st = full_stats();
+  cr_assert_eq(st.compressed_events, 0);
+}
+
+Test(store_compression, damaged_dictionary_is_detected) {
+  tu_store = tu_open(tu_dir, NULL);
+  append_orders("s", 0, 2000);
+  uint32_t id = 0;
+  cr_assert_eq(evs_store_train_dictionary(tu_store, 4096, 0, &id), 0);
+  /* A second dictionary becomes the active one, so that the first one is
+   * only needed to read "t". */
+  append_orders("t", 2000, 500);
+  uint32_t id2 = 0;
+  cr_assert_eq(evs_store_train_dictionary(tu_store, 4096, 0, &id2), 0);
+  evs_store_close(tu_store);
+  tu_store = NULL;
+  uint8_t key[4] = { (uint8_t)(id >> 24), (uint8_t)(id >> 16),
+                     (uint8_t)(id >> 8), (uint8_t)id };
+  cr_assert_eq(tu_lmdb_del(tu_dir, "dicts", key, 4), 1);
+  tu_store = tu_open(tu_dir, NULL);
+  /* Events stored without it still read; those that need it fail clearly. */
+  check_orders("s", 0, 2000);
+  evs_iter *it = NULL;
+  const evs_event *ev;
+  cr_assert_eq(evs_read_stream(&it, tu_store, "t", NULL), 0);
+  int rc = evs_iter_next(it, &ev);
+  cr_assert_eq(rc, EVS_ECORRUPT, "%s", evs_err_name(rc));
+  cr_assert(strstr(evs_last_error(), "dictionary") != NULL, "%s",
+            evs_last_error());
+  evs_iter_free(it);
+  evs_verify_report vr;
+  cr_assert_eq(evs_store_verify(tu_store, &vr, NULL, NULL), 0);
+  cr_assert_gt(vr.errors, 0, "verify missed the events it cannot decode");
+}
