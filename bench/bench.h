@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "evstore/evstore.h"
 
@@ -38,6 +39,7 @@ typedef struct bench_opts {
   const char *out_dir;   /* --out DIR (default bench-results) */
   const char *only;      /* --only SCENARIO[,SCENARIO...] */
   const char *peers_log; /* --peers-log FILE: parse an earlier raw.log */
+  const char *evstored;  /* --evstored PATH (scenario 7) */
   double secs;           /* time budget of one timed append run */
   int ids_v4;            /* --ids v4: random client ids everywhere */
 } bench_opts;
@@ -86,6 +88,10 @@ typedef struct bench_ctx {
   char start_load[64]; /* /proc/loadavg then */
 } bench_ctx;
 
+/* The evstored started by scenario 7 while it runs (0 otherwise): the
+ * signal handler stops it. */
+extern volatile pid_t bench_child_pid;
+
 /* ---- results ------------------------------------------------------------ */
 
 /* Summary of repeated measurements. */
@@ -124,6 +130,13 @@ void bench_lat_free(bench_lat *l);
 double bench_lat_quantile(bench_lat *l, double q);
 
 /*
+ * Adds to l the differences to[i] - from[i] (nanosecond stamps, converted
+ * to microseconds, signed) for every i < n where both stamps are set.
+ */
+void bench_lat_stamps(bench_lat *l, const uint64_t *to, const uint64_t *from,
+                      size_t n);
+
+/*
  * Adds one repetition: `events` events and `bytes` data bytes in `secs`
  * seconds over `ops` calls; latency samples from `lat` (may be NULL).
  */
@@ -138,6 +151,13 @@ void bench_meas_add(bench_meas *m, double events, double bytes, double ops,
 void bench_emit_meas(bench_ctx *c, const char *scenario, const bench_meas *m,
                      const char *ref_name, const bench_meas *ref,
                      const char *note);
+
+/*
+ * Records the latency percentiles of `m` as sub-lines of `scenario`:
+ * metrics "<label> p50", "<label> p99", "<label> p999", in microseconds.
+ */
+void bench_emit_lat_sub(bench_ctx *c, const char *scenario, const char *label,
+                        const bench_meas *m, const char *note);
 
 /* Records one figure. ref_value NAN = no reference. */
 void bench_emit(bench_ctx *c, const char *scenario, const char *metric,

@@ -60,18 +60,20 @@ if (have(f)) {
 f = dir."/group.dat"
 if (have(f)) {
   set output dir."/group-commit".ext
-  set title "Concurrent single-event appends: threads (evstore) or clients (peers)" noenhanced
+  set title "Concurrent single-event appends: threads (in-process) or clients (evstored over TCP, peers)" noenhanced
   set xlabel "threads / clients"
   set ylabel "events/s (log scale)"
   set logscale xy
-  set xtics (1, 4, 16, 64)
-  plot f using 1:2 with linespoints lw 2 pt 7 title "evstore sync (group commit)", \
-       '' using 1:3 with linespoints lw 1 pt 6 title "evstore nometasync", \
-       '' using 1:4 with linespoints lw 1 pt 4 title "evstore nosync", \
+  set xtics (1, 4, 16, 64, 256)
+  plot f using 1:2 with linespoints lw 2 pt 7 title "evstore in-process, sync (group commit)", \
+       '' using 1:3 with linespoints lw 1 pt 6 title "evstore in-process, nometasync", \
+       '' using 1:4 with linespoints lw 1 pt 4 title "evstore in-process, nosync", \
        '' using 1:5 with points pt 9 ps 1.5 title "SQLite (peers)", \
        '' using 1:6 with points pt 5 ps 1.5 title "PostgreSQL (peers)", \
        '' using 1:7 with points pt 13 ps 1.5 title "Redis (peers)", \
-       '' using 1:8 with points pt 3 ps 1.5 title "LMDB txn per append (peers)"
+       '' using 1:8 with points pt 3 ps 1.5 title "LMDB txn per append (peers)", \
+       '' using 1:9 with linespoints lw 2 pt 11 dt 2 title "evstored over TCP, sync", \
+       '' using 1:10 with linespoints lw 1 pt 10 dt 3 title "evstored over TCP, 16 in flight per client"
   unset logscale xy
   set xtics autofreq
   unset output

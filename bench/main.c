@@ -49,6 +49,7 @@ static const struct {
 #define NSCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
 static bench_ctx ctx;
+volatile pid_t bench_child_pid;
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -78,6 +79,9 @@ static void usage(FILE *f) {
           "  --dir DIR        where the stores go (a temporary directory is\n"
           "                   made inside it and removed at the end);\n"
           "                   default $TMPDIR, else the current directory\n"
+          "  --evstored PATH  the server of scenario 7 (default: the one\n"
+          "                   of this build tree, <bench>/../src/server/\n"
+          "                   evstored; or $EVS_BENCH_EVSTORED)\n"
           "  --json FILE      write the results as JSON\n"
           "  --out DIR        charts (SVG), data files and tables (default\n"
           "                   bench-results; written by full runs, and by\n"
@@ -104,6 +108,8 @@ static void on_signal(int sig) {
   if (write(2, msg, sizeof msg - 1) < 0) {
     /* nothing to do */
   }
+  if (bench_child_pid > 0)
+    kill(bench_child_pid, SIGTERM);
   if (ctx.root_is_temp)
     bench_rmtree(&ctx, ctx.root);
   signal(sig, SIG_DFL);
@@ -204,6 +210,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "evstore-bench: --secs must be > 0\n");
         return 2;
       }
+    } else if (strcmp(a, "--evstored") == 0) {
+      NEED_ARG();
+      c->opt.evstored = v;
     } else if (strcmp(a, "--dir") == 0) {
       NEED_ARG();
       c->opt.dir = v;

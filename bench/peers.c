@@ -212,6 +212,15 @@ static const struct {
   { "group-commit/64t/sync", "postgres", "c64/sync_commit=on", "postgres-64" },
   { "group-commit/64t/sync", "redis", "c64/appendfsync=always", "redis-64" },
   { "group-commit/64t/sync", "lmdb", "occ/c64/sync", "peers-lmdb-64" },
+  { "server/append/1c/sync", "sqlite", "c1/full", "sqlite-1" },
+  { "server/append/1c/sync", "postgres", "c1/sync_commit=on", "postgres-1" },
+  { "server/append/1c/sync", "redis", "c1/appendfsync=always", "redis-1" },
+  { "server/append/16c/sync", "sqlite", "c16/full", "sqlite-16" },
+  { "server/append/16c/sync", "postgres", "c16/sync_commit=on", "postgres-16" },
+  { "server/append/16c/sync", "redis", "c16/appendfsync=always", "redis-16" },
+  { "server/append/64c/sync", "sqlite", "c64/full", "sqlite-64" },
+  { "server/append/64c/sync", "postgres", "c64/sync_commit=on", "postgres-64" },
+  { "server/append/64c/sync", "redis", "c64/appendfsync=always", "redis-64" },
   { "read/all-100k", "sqlite", "read-all", "sqlite-read-all" },
   { "read/all-100k", "lmdb", "read-all", "peers-lmdb-read-all" },
   { "read/stream-100", "sqlite", "read-stream", "sqlite-read-stream" },
@@ -240,6 +249,7 @@ static const struct {
   /* Durable single commits: the same fsync-bound bridge for every count
    * of concurrent writers (an approximation for the servers). */
   { "group-commit/", "raw-lmdb-occ-index/b1/200B/sync", "occ/b1/sync" },
+  { "server/append/", "raw-lmdb-occ-index/b1/200B/sync", "occ/b1/sync" },
   { "read/all-100k", "raw-lmdb-occ-index/all-100k", "read-all" },
   { "read/stream-100", "raw-lmdb-occ-index/stream-100", "read-stream" },
 };

@@ -303,12 +303,66 @@ static int eval_targets(bench_ctx *c, target_eval *t, int cap) {
   else
     snprintf(T_LAST->why, sizeof T_LAST->why, "scenario 'storage' not run");
 
-  T_ADD("subscription latency", NAN, 0);
-  snprintf(T_LAST->why, sizeof T_LAST->why,
-           "no number set yet: see the subscription/live-* rows");
-  T_ADD("server: TCP append and read, RSS", NAN, 0);
-  snprintf(T_LAST->why, sizeof T_LAST->why,
-           "evstored and the client are not built yet");
+  T_ADD("over TCP: 64 clients appending single events durably >= 0.5x the "
+        "in-process 64-thread rate",
+        0.5, 0);
+  r = bench_find(c, "server/append/64c/sync", "events/s", "in-process-64t");
+  if (r) {
+    T_LAST->ratio = r->ratio;
+    snprintf(T_LAST->why, sizeof T_LAST->why,
+             "%.0f events/s over TCP, %.0f in-process (interleaved)", r->value,
+             r->ref_value);
+  } else
+    snprintf(T_LAST->why, sizeof T_LAST->why,
+             "scenario 'server' not run at 64 clients");
+
+  T_ADD("over TCP: 64 clients appending single events durably >= 3x "
+        "PostgreSQL with 64 connections (peers mode 8)",
+        3.0, 0);
+  r = bench_find(c, "server/append/64c/sync", "events/s", "postgres-64");
+  if (r) {
+    T_LAST->ratio = r->ratio;
+    r = bench_find(c, "server/append/64c/sync", "normalized ratio",
+                   "postgres-64");
+    if (r)
+      snprintf(T_LAST->why, sizeof T_LAST->why,
+               "normalized through the peers' LMDB run: %.2fx", r->value);
+  } else
+    snprintf(T_LAST->why, sizeof T_LAST->why,
+             "needs scenario 'server' and --peers (or --peers-log)");
+
+  static const struct {
+    const char *name, *scen, *what;
+    double limit_us;
+  } lat_targets[] = {
+    { "live subscription latency p99 <= 1 ms in-process, 100 subscribers",
+      "subscription/live-100sub", "commit to delivery", 1000 },
+    { "live subscription latency p99 <= 2 ms over loopback TCP, 100 "
+      "subscribers",
+      "server/sub-live-100sub", "acknowledgement to delivery", 2000 },
+  };
+  for (size_t i = 0; i < sizeof lat_targets / sizeof lat_targets[0]; i++) {
+    T_ADD(lat_targets[i].name, 1.0, 1);
+    r = bench_find(c, lat_targets[i].scen, "p99", NULL);
+    if (r && !isnan(r->value)) {
+      T_LAST->ratio = r->value / lat_targets[i].limit_us;
+      snprintf(T_LAST->why, sizeof T_LAST->why,
+               "p99 %.0f us (%s) against %.0f us", r->value,
+               lat_targets[i].what, lat_targets[i].limit_us);
+    } else
+      snprintf(T_LAST->why, sizeof T_LAST->why, "%s not run",
+               lat_targets[i].scen);
+  }
+
+  T_ADD("server RSS <= 100 MiB with 1,000 idle subscriptions", 1.0, 1);
+  r = bench_find(c, "server/rss/1000-subscriptions", "VmRSS", NULL);
+  if (r && !isnan(r->value)) {
+    T_LAST->ratio = r->value / 100.0;
+    snprintf(T_LAST->why, sizeof T_LAST->why, "VmRSS %.1f MiB against 100 MiB",
+             r->value);
+  } else
+    snprintf(T_LAST->why, sizeof T_LAST->why,
+             "scenario 'server' not run with 1,000 subscriptions");
 #undef T_ADD
 #undef T_LAST
   return n;
@@ -321,8 +375,8 @@ static const char *target_status(const target_eval *t) {
 }
 
 void bench_print_targets(bench_ctx *c, FILE *f) {
-  target_eval t[16];
-  int n = eval_targets(c, t, 16);
+  target_eval t[24];
+  int n = eval_targets(c, t, 24);
   fprintf(f, "\ntargets:\n");
   for (int i = 0; i < n; i++) {
     char ra[32];
@@ -381,8 +435,8 @@ int bench_write_json(bench_ctx *c, const char *path) {
     fprintf(f, "}%s\n", i + 1 < c->nres ? "," : "");
   }
   fprintf(f, "],\n\"targets\": [\n");
-  target_eval t[16];
-  int n = eval_targets(c, t, 16);
+  target_eval t[24];
+  int n = eval_targets(c, t, 24);
   for (int i = 0; i < n; i++) {
     fprintf(f, "  {\"target\":");
     bench_json_str(f, t[i].name);
@@ -522,7 +576,8 @@ void bench_write_charts(bench_ctx *c) {
   }
   if ((n = xs_of(c, "group-", xs, 64)) && (f = open_dat(dir, "group.dat"))) {
     fprintf(f, "# threads evstore_sync evstore_nometasync evstore_nosync "
-               "sqlite postgres redis lmdb_per_thread_txn\n");
+               "sqlite postgres redis lmdb_per_thread_txn "
+               "evstored_tcp_sync evstored_tcp_pipelined16\n");
     for (size_t i = 0; i < n; i++) {
       char scen[64], ref[32];
       snprintf(scen, sizeof scen, "group-commit/%.0ft/sync", xs[i]);
@@ -536,6 +591,8 @@ void bench_write_charts(bench_ctx *c) {
         snprintf(ref, sizeof ref, "%s-%.0f", peers[p], xs[i]);
         dat_num(f, find_value(c, scen, "events/s", ref));
       }
+      dat_num(f, point(c, "group-tcp-sync", xs[i]));
+      dat_num(f, point(c, "group-tcp-pipe", xs[i]));
       fputc('\n', f);
     }
     fclose(f);

@@ -114,6 +114,13 @@ double bench_lat_quantile(bench_lat *l, double q) {
   return l->v[i];
 }
 
+void bench_lat_stamps(bench_lat *l, const uint64_t *to, const uint64_t *from,
+                      size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (to[i] && from[i])
+      bench_lat_add(l, ((double)to[i] - (double)from[i]) / 1e3);
+}
+
 void bench_meas_add(bench_meas *m, double events, double bytes, double ops,
                     double secs, bench_lat *lat) {
   if (m->reps >= BENCH_MAX_REPS)
@@ -221,6 +228,20 @@ void bench_emit_meas(bench_ctx *c, const char *scenario, const bench_meas *m,
     }
   }
   bench_quiet = 0;
+}
+
+void bench_emit_lat_sub(bench_ctx *c, const char *scenario, const char *label,
+                        const bench_meas *m, const char *note) {
+  static const char *names[] = { "p50", "p99", "p999" };
+  const double *v[] = { m->p50, m->p99, m->p999 };
+  if (!m->has_lat)
+    return;
+  for (int i = 0; i < 3; i++) {
+    char metric[32];
+    BENCH_FMT(metric, "%s %s", label, names[i]);
+    bench_emit(c, scenario, metric, "us", bench_stat_of(v[i], m->reps), NULL,
+               NAN, i == 0 ? note : NULL);
+  }
 }
 
 void bench_skip(bench_ctx *c, const char *scenario, const char *reason) {
