@@ -157,6 +157,12 @@ void evsd_metrics_render(evsd_server *srv, evs__buf *b) {
         EVSD_GET(m->sub_lag_sum));
   counter(b, "evstore_subscription_events_sent_total",
           "Events pushed to subscribers", EVSD_GET(m->sub_events_sent));
+  counter(b, "evstore_subscription_shared_reads_total",
+          "Reads shared by $all subscriptions waiting at the same place",
+          EVSD_GET(m->sub_shared_reads));
+  counter(b, "evstore_subscription_shared_deliveries_total",
+          "Subscription batches served by a shared read",
+          EVSD_GET(m->sub_shared_members));
   counter(b, "evstore_slow_consumers_closed_total",
           "Connections closed for output over the limits",
           EVSD_GET(m->slow_consumers_closed));

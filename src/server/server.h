@@ -152,6 +152,7 @@ typedef struct evsd_metrics {
   uint64_t writes_meta, writes_delete;
   uint64_t conns_total, conns_rejected, conns_open;
   uint64_t subs_open, sub_events_sent, sub_lag_max, sub_lag_sum;
+  uint64_t sub_shared_reads, sub_shared_members;
   uint64_t proto_errors, auth_failures, slow_consumers_closed;
   uint64_t out_bytes_total, in_bytes_total;
   evsd_hist commit_latency; /* seconds */

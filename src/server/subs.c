@@ -67,43 +67,43 @@ static char *dupz(evs_slice s) {
 
 /* ---- the batch, on the thread pool -------------------------------------- */
 
-static void batch_all(evsd_sub *s, evs_store *store, uint32_t page_bytes) {
-  evs_read_all_options o = EVS_READ_ALL_OPTIONS_INIT;
-  o.from_position = s->w_pos_cp + 1;
-  o.stream_prefix = s->prefix;
-  o.category = s->category;
-  o.event_type = s->event_type;
-  o.group_size = s->group_size;
-  o.group_member = s->group_member;
+/*
+ * Reads $all after position `from` with the filters of `o` into `b`: one
+ * msgpack array of events (at most `batch` of them and about `page_bytes`).
+ * Sets *n, the checkpoint *cp (the last position considered) and *end
+ * (the read reached the end of the log). Returns 0 or an EVS code, with
+ * the message in err.
+ */
+static int read_all_into(evs_store *store, evs_read_all_options *o,
+                         uint64_t from, uint32_t batch, uint32_t page_bytes,
+                         evs__buf *b, uint32_t *n, uint64_t *cp, int *end,
+                         char *err, size_t errcap) {
+  o->from_position = from + 1;
   evs_iter *it = NULL;
-  int rc = evs_read_all(&it, store, &o);
+  int rc = evs_read_all(&it, store, o);
   if (rc) {
-    s->w_rc = rc;
-    snprintf(s->w_err, sizeof s->w_err, "%s", evs_last_error());
-    return;
+    snprintf(err, errcap, "%s", evs_last_error());
+    return rc;
   }
-  evs__proto_frame f;
-  evs__proto_frame_open(&s->out, &f, EVS__K_EVENTS, s->rid, 0, NULL);
-  evs__mp_w_key(&s->out, &f.map, "events");
-  evs__mp_open arr = evs__mp_w_array_open(&s->out);
+  evs__mp_open arr = evs__mp_w_array_open(b);
   size_t bytes = 0;
   uint64_t peek = 0;
   const evs_event *ev;
+  *end = 0;
   for (;;) {
     rc = evs_iter_next(it, &ev);
     if (rc == 0) {
-      s->w_end = 1;
+      *end = 1;
       break;
     }
     if (rc < 0) {
-      s->w_rc = rc;
-      snprintf(s->w_err, sizeof s->w_err, "%s", evs_last_error());
+      snprintf(err, errcap, "%s", evs_last_error());
       evs_iter_free(it);
-      return;
+      return rc;
     }
     size_t cost =
         ev->stream.len + ev->type.len + ev->data.len + ev->metadata.len + 128;
-    if (arr.n >= s->batch || (arr.n > 0 && bytes + cost > page_bytes)) {
+    if (arr.n >= batch || (arr.n > 0 && bytes + cost > page_bytes)) {
       peek = ev->position;
       break;
     }
@@ -117,20 +117,54 @@ static void batch_all(evsd_sub *s, evs_store *store, uint32_t page_bytes) {
     pe.version = ev->version;
     pe.position = ev->position;
     pe.timestamp_ns = ev->timestamp_ns;
-    evs__proto_w_event(&s->out, &pe);
+    evs__proto_w_event(b, &pe);
     arr.n++;
     bytes += cost;
   }
-  uint64_t cp = s->w_end ? evs_iter_checkpoint(it) : peek - 1;
-  if (cp < s->w_pos_cp)
-    cp = s->w_pos_cp;
+  uint64_t c = *end ? evs_iter_checkpoint(it) : peek - 1;
+  *cp = c < from ? from : c;
   evs_iter_free(it);
-  evs__mp_w_array_close(&s->out, &arr);
+  evs__mp_w_array_close(b, &arr);
+  *n = arr.n;
+  return 0;
+}
+
+/* An "events" frame for subscription `rid`: the encoded array `events`
+ * (bytes) and the checkpoint. */
+static void events_frame(evs__buf *out, uint64_t rid, const void *events,
+                         size_t len, uint64_t cp) {
+  evs__proto_frame f;
+  evs__proto_frame_open(out, &f, EVS__K_EVENTS, rid, 0, NULL);
+  evs__mp_w_key(out, &f.map, "events");
+  evs__buf_put(out, events, len);
+  evs__mp_w_key(out, &f.map, "checkpoint");
+  evs__mp_w_uint(out, cp);
+  evs__proto_frame_close(out, &f);
+}
+
+static void batch_all(evsd_sub *s, evs_store *store, uint32_t page_bytes) {
+  evs_read_all_options o = EVS_READ_ALL_OPTIONS_INIT;
+  o.stream_prefix = s->prefix;
+  o.category = s->category;
+  o.event_type = s->event_type;
+  o.group_size = s->group_size;
+  o.group_member = s->group_member;
+  evs__proto_frame f;
+  evs__proto_frame_open(&s->out, &f, EVS__K_EVENTS, s->rid, 0, NULL);
+  evs__mp_w_key(&s->out, &f.map, "events");
+  uint64_t cp = s->w_pos_cp;
+  int rc = read_all_into(store, &o, s->w_pos_cp, s->batch, page_bytes,
+                         &s->out, &s->w_n, &cp, &s->w_end, s->w_err,
+                         sizeof s->w_err);
+  if (rc) {
+    s->w_rc = rc;
+    s->w_n = 0;
+    return;
+  }
   evs__mp_w_key(&s->out, &f.map, "checkpoint");
   evs__mp_w_uint(&s->out, cp);
   evs__proto_frame_close(&s->out, &f);
   s->w_pos_cp = cp;
-  s->w_n = arr.n;
 }
 
 static void batch_stream(evsd_sub *s, evs_store *store, uint32_t page_bytes) {
@@ -279,9 +313,16 @@ static void kick(evsd_sub *s) {
   uv_queue_work(srv->loop, &s->work, batch_cb, after_batch);
 }
 
+static void batch_done(evsd_sub *s);
+
 static void after_batch(uv_work_t *req, int status) {
   (void)status;
-  evsd_sub *s = req->data;
+  batch_done((evsd_sub *)req->data);
+}
+
+/* The loop side of a finished batch (the sub's own or a shared one): its
+ * w_* results and s->out are filled in. Drops the batch's reference. */
+static void batch_done(evsd_sub *s) {
   evsd_conn *c = s->c;
   evsd_server *srv = c->srv;
   s->reading = 0;
@@ -447,15 +488,167 @@ void evsd_subs_cancel_all(evsd_conn *c) {
     cancel(c, c->subs);
 }
 
+/*
+ * Shared reads. At a commit, the unfiltered $all subscriptions waiting at
+ * the same checkpoint (the live tail of many subscribers) would each read
+ * and encode the same new events. Instead one pool job reads and encodes
+ * them once, and every member gets a frame with its own rid around the
+ * same bytes: one read per commit instead of one per subscriber.
+ */
+typedef struct evsd_fan {
+  uv_work_t work;
+  evsd_server *srv;
+  evsd_sub **m;
+  size_t n;
+  uint64_t from;
+  uint32_t batch;
+  evs__buf arr;
+  uint32_t nev;
+  uint64_t cp;
+  int end;
+  int rc;
+  char err[256];
+} evsd_fan;
+
+static void fan_cb(uv_work_t *req) {
+  evsd_fan *f = req->data;
+  evs_read_all_options o = EVS_READ_ALL_OPTIONS_INIT;
+  f->cp = f->from;
+  f->rc = read_all_into(f->srv->store, &o, f->from, f->batch,
+                        f->srv->cfg->page_bytes, &f->arr, &f->nev, &f->cp,
+                        &f->end, f->err, sizeof f->err);
+  if (f->rc == 0 && f->arr.oom) {
+    f->rc = EVS_ENOMEM;
+    snprintf(f->err, sizeof f->err, "out of memory");
+  }
+}
+
+static void after_fan(uv_work_t *req, int status) {
+  (void)status;
+  evsd_fan *f = req->data;
+  evsd_server *srv = f->srv;
+  for (size_t i = 0; i < f->n; i++) {
+    evsd_sub *s = f->m[i];
+    s->w_rc = f->rc;
+    if (f->rc) {
+      snprintf(s->w_err, sizeof s->w_err, "%s", f->err);
+    } else if (!s->cancelled) {
+      s->w_n = f->nev;
+      s->w_end = f->end;
+      s->w_pos_cp = f->cp;
+      events_frame(&s->out, s->rid, f->arr.data, f->arr.len, f->cp);
+      if (s->out.oom) {
+        s->w_rc = EVS_ENOMEM;
+        snprintf(s->w_err, sizeof s->w_err, "out of memory");
+      }
+    }
+    batch_done(s);
+  }
+  evs__buf_free(&f->arr);
+  free(f->m);
+  free(f);
+  evsd_server_pending_done(srv);
+}
+
+/* Can `s` join a shared read now? */
+static int fan_eligible(const evsd_sub *s, uint64_t head) {
+  const evsd_conn *c = s->c;
+  return !s->is_stream && !s->prefix && !s->category && !s->event_type &&
+         s->group_size <= 1 && s->at_end && !s->reading && !s->cancelled &&
+         !s->from_end_pending && head > s->head_seen && !c->closing &&
+         !c->close_after_flush && !evsd_conn_output_full(c);
+}
+
+static int fan_cmp(const void *a, const void *b) {
+  const evsd_sub *x = *(evsd_sub *const *)a, *y = *(evsd_sub *const *)b;
+  if (x->pos_cp != y->pos_cp)
+    return x->pos_cp < y->pos_cp ? -1 : 1;
+  return x->batch < y->batch ? -1 : x->batch > y->batch;
+}
+
+/* Starts one shared read for subs[0..n) (same checkpoint and batch).
+ * Returns 0, or -1 when out of memory (nothing started). */
+static int fan_start(evsd_server *srv, evsd_sub **subs, size_t n) {
+  evsd_fan *f = calloc(1, sizeof *f);
+  evsd_sub **m = malloc(n * sizeof *m);
+  if (f == NULL || m == NULL) {
+    free(f);
+    free(m);
+    return -1;
+  }
+  memcpy(m, subs, n * sizeof *m);
+  f->srv = srv;
+  f->m = m;
+  f->n = n;
+  f->from = subs[0]->pos_cp;
+  f->batch = subs[0]->batch;
+  uint64_t head = EVSD_GET(srv->head);
+  for (size_t i = 0; i < n; i++) {
+    evsd_sub *s = m[i];
+    s->reading = 1;
+    s->head_seen = head;
+    s->w_rc = 0;
+    s->w_err[0] = '\0';
+    s->w_end = 0;
+    s->w_n = 0;
+    s->w_pos_cp = s->pos_cp;
+    s->w_ver_cp = s->ver_cp;
+    s->out.len = 0;
+    s->out.oom = 0;
+    evsd_conn_ref(s->c);
+    srv->pending++; /* one per member: batch_done drops it */
+  }
+  srv->pending++; /* the job's own: after_fan drops it */
+  EVSD_ADD(srv->metrics.sub_shared_reads, 1);
+  EVSD_ADD(srv->metrics.sub_shared_members, n);
+  f->work.data = f;
+  uv_queue_work(srv->loop, &f->work, fan_cb, after_fan);
+  return 0;
+}
+
 void evsd_subs_on_commit(evsd_server *srv) {
   uint64_t head = EVSD_GET(srv->head);
+  evsd_sub *small[64], **tail = small;
+  size_t n = 0, cap = sizeof small / sizeof small[0];
   for (evsd_conn *c = srv->conns; c; c = c->next) {
     if (c->closing)
       continue;
-    for (evsd_sub *s = c->subs; s; s = s->next)
-      if (s->at_end && !s->reading && head > s->head_seen)
+    for (evsd_sub *s = c->subs; s; s = s->next) {
+      if (!(s->at_end && !s->reading && head > s->head_seen))
+        continue;
+      if (fan_eligible(s, head)) {
+        if (n == cap) {
+          evsd_sub **nt = malloc(2 * cap * sizeof *nt);
+          if (nt == NULL) {
+            kick(s);
+            continue;
+          }
+          memcpy(nt, tail, n * sizeof *nt);
+          if (tail != small)
+            free(tail);
+          tail = nt;
+          cap *= 2;
+        }
+        tail[n++] = s;
+      } else {
         kick(s);
+      }
+    }
   }
+  if (n > 1)
+    qsort(tail, n, sizeof *tail, fan_cmp);
+  for (size_t i = 0; i < n;) {
+    size_t j = i + 1;
+    while (j < n && fan_cmp(&tail[i], &tail[j]) == 0)
+      j++;
+    if (j - i == 1 || fan_start(srv, tail + i, j - i) != 0) {
+      for (size_t k = i; k < j; k++)
+        kick(tail[k]);
+    }
+    i = j;
+  }
+  if (tail != small)
+    free(tail);
 }
 
 void evsd_subs_resume(evsd_conn *c) {
