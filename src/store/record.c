@@ -170,10 +170,40 @@ size_t evs__stream_rec_encode(void *out, const evs__stream_rec *s) {
 
 /* ---- reading ----------------------------------------------------------- */
 
+/*
+ * The reader below runs once per event on every read, so each field has an
+ * inline fast path for the encodings msgpack-c's packer produces (positive
+ * fixint, uint 8/16/32/64, bin 8/16) and falls back to the general readers
+ * for every other encoding. Both paths accept exactly the same inputs: the
+ * fast path only handles a subset, with the same bounds checks.
+ */
+
 typedef struct evs__rcur {
   const uint8_t *p;
   const uint8_t *end;
 } evs__rcur;
+
+static inline uint64_t evs__ld_be(const uint8_t *p, unsigned n) {
+  switch (n) {
+  case 1:
+    return p[0];
+  case 2: {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return __builtin_bswap16(v);
+  }
+  case 4: {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return __builtin_bswap32(v);
+  }
+  default: {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return __builtin_bswap64(v);
+  }
+  }
+}
 
 static int evs__rd_array(evs__rcur *c, uint32_t *n) {
   if (c->p >= c->end)
@@ -264,14 +294,38 @@ static int evs__rd_int(evs__rcur *c, uint64_t *v, int *neg) {
   return 0;
 }
 
-static int evs__rd_uint(evs__rcur *c, uint64_t *v) {
+static __attribute__((noinline)) int evs__rd_uint_slow(evs__rcur *c,
+                                                        uint64_t *v) {
   int neg;
   if (evs__rd_int(c, v, &neg) != 0 || neg)
     return -1;
   return 0;
 }
 
-static int evs__rd_sint(evs__rcur *c, int64_t *v) {
+/* An unsigned integer (a negative one is an error). */
+static inline int evs__rd_uint(evs__rcur *c, uint64_t *v) {
+  const uint8_t *p = c->p;
+  if (EVS__LIKELY(p < c->end)) {
+    uint8_t t = *p;
+    if (t <= 0x7f) {
+      *v = t;
+      c->p = p + 1;
+      return 0;
+    }
+    if (t >= 0xcc && t <= 0xcf) {
+      unsigned n = 1u << (t - 0xcc);
+      if (EVS__UNLIKELY((size_t)(c->end - p) <= n))
+        return -1;
+      *v = evs__ld_be(p + 1, n);
+      c->p = p + 1 + n;
+      return 0;
+    }
+  }
+  return evs__rd_uint_slow(c, v);
+}
+
+static __attribute__((noinline)) int evs__rd_sint_slow(evs__rcur *c,
+                                                        int64_t *v) {
   uint64_t u;
   int neg;
   if (evs__rd_int(c, &u, &neg) != 0)
@@ -282,7 +336,34 @@ static int evs__rd_sint(evs__rcur *c, int64_t *v) {
   return 0;
 }
 
-static int evs__rd_bin(evs__rcur *c, const void **p, size_t *len) {
+/* A signed integer that fits int64_t. */
+static inline int evs__rd_sint(evs__rcur *c, int64_t *v) {
+  const uint8_t *p = c->p;
+  if (EVS__LIKELY(p < c->end)) {
+    uint8_t t = *p;
+    if (t <= 0x7f) {
+      *v = t;
+      c->p = p + 1;
+      return 0;
+    }
+    if (t >= 0xcc && t <= 0xcf) {
+      unsigned n = 1u << (t - 0xcc);
+      if (EVS__UNLIKELY((size_t)(c->end - p) <= n))
+        return -1;
+      uint64_t u = evs__ld_be(p + 1, n);
+      if (EVS__UNLIKELY(u > (uint64_t)INT64_MAX))
+        return -1;
+      *v = (int64_t)u;
+      c->p = p + 1 + n;
+      return 0;
+    }
+  }
+  return evs__rd_sint_slow(c, v);
+}
+
+static __attribute__((noinline)) int evs__rd_bin_slow(evs__rcur *c,
+                                                       const void **p,
+                                                       size_t *len) {
   if (c->p >= c->end)
     return -1;
   uint8_t t = *c->p++;
@@ -315,23 +396,54 @@ static int evs__rd_bin(evs__rcur *c, const void **p, size_t *len) {
   return 0;
 }
 
-static int evs__record_parse(evs__record *r, const void *buf, size_t len,
-                             int check) {
+/* A bin (or, leniently, str) of any size: a slice into the buffer. */
+static inline int evs__rd_bin(evs__rcur *c, const void **p, size_t *len) {
+  const uint8_t *q = c->p;
+  size_t left = (size_t)(c->end - q);
+  if (EVS__LIKELY(left >= 2 && q[0] == 0xc4)) {
+    size_t n = q[1];
+    if (EVS__UNLIKELY(left - 2 < n))
+      return -1;
+    *p = q + 2;
+    *len = n;
+    c->p = q + 2 + n;
+    return 0;
+  }
+  if (left >= 3 && q[0] == 0xc5) {
+    size_t n = (size_t)q[1] << 8 | q[2];
+    if (EVS__UNLIKELY(left - 3 < n))
+      return -1;
+    *p = q + 3;
+    *len = n;
+    c->p = q + 3 + n;
+    return 0;
+  }
+  return evs__rd_bin_slow(c, p, len);
+}
+
+static inline __attribute__((always_inline)) int
+evs__record_parse(evs__record *r, const void *buf, size_t len, int check) {
   if (buf == NULL || len < 1 + EVS__REC_CHECKSUM_LEN)
     return EVS_ECORRUPT;
   const uint8_t *b = (const uint8_t *)buf;
   size_t body = len - EVS__REC_CHECKSUM_LEN;
-  if (check && (uint64_t)XXH3_64bits(b, body) != evs__get_be64(b + body))
+  if (check && (uint64_t)XXH3_64bits(b, body) != evs__ld_be(b + body, 8))
     return EVS_ECORRUPT;
   evs__rcur c = { b, b + body };
   uint32_t n;
   uint64_t flags;
   const void *idp;
   size_t idlen;
-  if (evs__rd_array(&c, &n) || n < 9 || evs__rd_uint(&c, &r->stream_id) ||
-      evs__rd_uint(&c, &r->version) || evs__rd_sint(&c, &r->timestamp_ns) ||
-      evs__rd_uint(&c, &r->type_id) || evs__rd_bin(&c, &idp, &idlen) ||
-      idlen != 16 || evs__rd_uint(&c, &flags) || flags > UINT32_MAX ||
+  if (EVS__LIKELY(b[0] == 0x99)) { /* fixarray(9), what the packer writes */
+    n = 9;
+    c.p++;
+  } else if (evs__rd_array(&c, &n) || n < 9) {
+    return EVS_ECORRUPT;
+  }
+  if (evs__rd_uint(&c, &r->stream_id) || evs__rd_uint(&c, &r->version) ||
+      evs__rd_sint(&c, &r->timestamp_ns) || evs__rd_uint(&c, &r->type_id) ||
+      evs__rd_bin(&c, &idp, &idlen) || idlen != 16 ||
+      evs__rd_uint(&c, &flags) || flags > UINT32_MAX ||
       evs__rd_uint(&c, &r->raw_len) ||
       evs__rd_bin(&c, &r->metadata, &r->metadata_len) ||
       evs__rd_bin(&c, &r->data, &r->data_len))
