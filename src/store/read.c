@@ -4,10 +4,19 @@
  *
  * An iterator owns an LMDB read transaction and a shared hold on the
  * map-resize lock while it is between calls, so that the slices it hands
- * out stay valid. Every EVS__RENEW_EVERY events, or when a map resize is
- * waiting, it lets go (reset), takes the hold again (renew) and seeks back
- * to where it was by key: a long scan never pins old pages for long and
- * never blocks the writer from growing the map.
+ * out stay valid. Every EVS__RENEW_EVERY entries considered, or when a map
+ * resize is waiting, it lets go (mdb_txn_reset), takes the hold again
+ * (mdb_txn_renew, which keeps the reader slot and the cursors) and seeks
+ * back to where it was by key: a long scan never pins old pages for long
+ * and never blocks the writer from growing the map.
+ *
+ * Per-event work is kept to what LMDB cannot avoid: a stream read takes
+ * its index entries a page at a time (MDB_GET_MULTIPLE on the DUPFIXED
+ * list) and then one lookup per record; $all and
+ * filtered reads resolve stream and type ids through caches that hold
+ * copies of the names (ids and names never change) and so survive a
+ * renew; a stream's visibility limits are re-read only when the renewed
+ * snapshot is a newer one.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +25,10 @@
 #include "store/internal.h"
 
 #define EVS__RENEW_EVERY 4096
-#define EVS__SCACHE 256
-#define EVS__TCACHE 64
+/* Stream cache of $all and filtered reads: grows to this many streams,
+ * then starts over. Type cache: the same, for every iterator. */
+#define EVS__SCACHE_MAX 65536u
+#define EVS__TCACHE_MAX 1024u
 
 enum {
   EVS__IT_STREAM = 1,
@@ -25,33 +36,46 @@ enum {
   EVS__IT_INDEX = 3
 };
 
-typedef struct evs__scache {
-  uint64_t sid;
-  int valid;
-  evs_slice name;  /* into the map (valid for the txn) */
-  int visible_any; /* 0 = every event hidden (tombstoned, deleted) */
-  int64_t lo;      /* lowest visible version */
-  int64_t age_cut; /* hide events older than this timestamp */
-  int match;       /* passes the prefix/category filters */
-} evs__scache;
+/* One cached id: its name (a copy, at name_off in the cache's arena) and,
+ * for streams, what decides which of its events are visible. */
+typedef struct evs__cent {
+  uint64_t id;
+  uint32_t name_off;
+  uint16_t name_len;
+  uint8_t used;
+  uint8_t show;   /* streams: 0 = every event hidden or filtered out */
+  unsigned epoch; /* iterator epoch at which age_cut was computed */
+  size_t txnid;   /* snapshot whose stream record gave lo and show */
+  int64_t lo;     /* lowest visible version */
+  int64_t age_cut;
+  uint64_t max_age_sec;
+} evs__cent;
 
-typedef struct evs__tcache {
-  uint64_t tid;
-  int valid;
-  evs_slice name;
-} evs__tcache;
+/* An open-addressing table of ids (linear probing) and an arena of
+ * names. Names are referenced by offset: the arena may move as it grows. */
+typedef struct evs__cache {
+  evs__cent *tab;
+  uint32_t cap, count, max;
+  char *names;
+  size_t nlen, ncap;
+} evs__cache;
 
 struct evs_iter {
   evs_store *s;
   MDB_txn *txn;
-  MDB_cursor *cur;
+  MDB_cursor *cur; /* stream_index, a filter index, or events */
   int kind;
   evs_direction dir;
   int state; /* 0 = running, 1 = ended, <0 = error */
   int positioned;
   uint64_t limit, count;
   unsigned since_renew;
+  unsigned epoch; /* bumped at every begin or renew */
+  size_t txnid;   /* the current snapshot */
   uint64_t checkpoint;
+  /* the current page of a DUPFIXED list (stream and index reads) */
+  const uint8_t *batch;
+  size_t batch_n, batch_i, esize;
   /* stream reads */
   uint64_t sid;
   char name[EVS_MAX_NAME_LEN + 1];
@@ -72,9 +96,9 @@ struct evs_iter {
   int has_type;
   uint64_t tid;
   uint32_t group_size, group_member;
-  /* caches (valid for the current transaction) */
-  evs__scache sc[EVS__SCACHE];
-  evs__tcache tc[EVS__TCACHE];
+  /* caches: streams ($all and index reads only) and types */
+  evs__cache *sc;
+  evs__cache tc;
   /* the current event */
   evs_event ev;
   void *zbuf;
@@ -82,28 +106,193 @@ struct evs_iter {
   void *dctx;
 };
 
-/* ---- transaction handling ---------------------------------------------- */
+/* ---- caches -------------------------------------------------------------- */
 
-static int evs__it_begin(evs_iter *it) {
-  int rc = evs__read_begin(it->s, &it->txn);
+static void evs__cache_free(evs__cache *c) {
+  if (c == NULL)
+    return;
+  free(c->tab);
+  free(c->names);
+  c->tab = NULL;
+  c->names = NULL;
+  c->cap = c->count = 0;
+  c->nlen = c->ncap = 0;
+}
+
+static void evs__cache_init(evs__cache *c, uint32_t max) {
+  memset(c, 0, sizeof *c);
+  c->max = max;
+}
+
+static inline uint32_t evs__cache_slot(const evs__cache *c, uint64_t id) {
+  return (uint32_t)((id * 0x9E3779B97F4A7C15ull) >> 32) & (c->cap - 1);
+}
+
+static inline evs__cent *evs__cache_find(const evs__cache *c, uint64_t id) {
+  if (c->cap == 0)
+    return NULL;
+  for (uint32_t i = evs__cache_slot(c, id);; i = (i + 1) & (c->cap - 1)) {
+    evs__cent *e = &c->tab[i];
+    if (!e->used)
+      return NULL;
+    if (e->id == id)
+      return e;
+  }
+}
+
+/* Adds `id` with a copy of `name`; the entry's other fields are zero.
+ * When the table is at its maximum size and full, it starts over. */
+static int evs__cache_add(evs__cache *c, uint64_t id, const void *name,
+                          size_t len, evs__cent **out) {
+  if (len > EVS_MAX_NAME_LEN)
+    return evs__err(EVS_ECORRUPT, "cached name of %zu bytes", len);
+  if ((c->count + 1) * 4 > c->cap * 3) {
+    uint32_t ncap = c->cap ? c->cap * 2 : 16;
+    if (ncap > c->max) {
+      /* Full at its maximum size: forget everything. */
+      memset(c->tab, 0, (size_t)c->cap * sizeof *c->tab);
+      c->count = 0;
+      c->nlen = 0;
+    } else {
+      evs__cent *nt = calloc(ncap, sizeof *nt);
+      if (nt == NULL)
+        return evs__err(EVS_ENOMEM, "out of memory");
+      evs__cent *old = c->tab;
+      uint32_t ocap = c->cap;
+      c->tab = nt;
+      c->cap = ncap;
+      for (uint32_t i = 0; i < ocap; i++) {
+        if (!old[i].used)
+          continue;
+        uint32_t j = evs__cache_slot(c, old[i].id);
+        while (nt[j].used)
+          j = (j + 1) & (ncap - 1);
+        nt[j] = old[i];
+      }
+      free(old);
+    }
+  }
+  if (c->nlen + len > c->ncap) {
+    size_t ncap = c->ncap ? c->ncap * 2 : 1024;
+    while (ncap < c->nlen + len)
+      ncap *= 2;
+    char *nn = realloc(c->names, ncap);
+    if (nn == NULL)
+      return evs__err(EVS_ENOMEM, "out of memory");
+    c->names = nn;
+    c->ncap = ncap;
+  }
+  uint32_t i = evs__cache_slot(c, id);
+  while (c->tab[i].used)
+    i = (i + 1) & (c->cap - 1);
+  evs__cent *e = &c->tab[i];
+  memset(e, 0, sizeof *e);
+  e->used = 1;
+  e->id = id;
+  e->name_off = (uint32_t)c->nlen;
+  e->name_len = (uint16_t)len;
+  if (len)
+    memcpy(c->names + c->nlen, name, len);
+  c->nlen += len;
+  c->count++;
+  *out = e;
+  return 0;
+}
+
+static inline evs_slice evs__cache_name(const evs__cache *c,
+                                        const evs__cent *e) {
+  evs_slice s = { c->names + e->name_off, e->name_len };
+  return s;
+}
+
+static int evs__type_of(evs_iter *it, uint64_t tid, evs_slice *out) {
+  evs__cent *e = evs__cache_find(&it->tc, tid);
+  if (EVS__UNLIKELY(e == NULL)) {
+    evs_slice name;
+    int rc = evs__type_name(it->s, it->txn, tid, &name);
+    if (rc == 0)
+      rc = evs__cache_add(&it->tc, tid, name.data, name.len, &e);
+    if (rc)
+      return rc;
+  }
+  *out = evs__cache_name(&it->tc, e);
+  return 0;
+}
+
+/* Reads stream e's record in the current snapshot and sets what decides
+ * the visibility of its events. */
+static int evs__stream_load(evs_iter *it, evs__cent *e) {
+  evs_slice name = evs__cache_name(it->sc, e);
+  evs__stream_rec st;
+  int rc = evs__stream_get(it->s, it->txn, name.data, name.len, &st);
+  if (rc == EVS_ENOSTREAM)
+    return evs__err(EVS_ECORRUPT, "stream id %llu has no stream record",
+                    (unsigned long long)e->id);
   if (rc)
     return rc;
-  MDB_dbi dbi = it->kind == EVS__IT_STREAM  ? it->s->db_stream_index
-                : it->kind == EVS__IT_INDEX ? it->index_dbi
-                                            : it->s->db_events;
-  int mrc = mdb_cursor_open(it->txn, dbi, &it->cur);
-  if (mrc) {
-    evs__read_end(it->s, it->txn);
-    it->txn = NULL;
-    return evs__err(evs__lmdb_err(mrc), "cursor: %s", mdb_strerror(mrc));
+  int show = !(st.flags & (EVS_STREAM_TOMBSTONED | EVS_STREAM_DELETED));
+  if (it->prefix_len &&
+      (name.len < it->prefix_len ||
+       memcmp(name.data, it->prefix, it->prefix_len) != 0))
+    show = 0;
+  if (it->has_cat && st.category_id != it->cid)
+    show = 0;
+  if (it->group_size > 1 &&
+      evs_stream_hash(name.data, name.len) % it->group_size != it->group_member)
+    show = 0;
+  e->show = (uint8_t)show;
+  e->lo = evs__visible_from(&st);
+  e->max_age_sec = st.max_age_sec;
+  e->txnid = it->txnid;
+  return 0;
+}
+
+/* The cache entry of stream `sid`, valid in the current snapshot. */
+static int evs__stream_of(evs_iter *it, uint64_t sid, evs__cent **out) {
+  evs__cent *e = evs__cache_find(it->sc, sid);
+  if (EVS__LIKELY(e != NULL && e->epoch == it->epoch)) {
+    *out = e;
+    return 0;
   }
+  int rc;
+  if (e == NULL) {
+    evs_slice name;
+    rc = evs__stream_name(it->s, it->txn, sid, &name);
+    if (rc == 0)
+      rc = evs__cache_add(it->sc, sid, name.data, name.len, &e);
+    if (rc)
+      return rc;
+    e->txnid = it->txnid + 1; /* not loaded yet */
+  }
+  /* First use in this epoch: a newer snapshot may have changed the
+   * stream's record (metadata, deletes, and max_count moves with every
+   * append); within one snapshot only the time for max_age moves. */
+  if (e->txnid != it->txnid && (rc = evs__stream_load(it, e)) != 0)
+    return rc;
+  e->age_cut = e->max_age_sec
+                   ? evs__now_ns() - (int64_t)e->max_age_sec * 1000000000LL
+                   : INT64_MIN;
+  e->epoch = it->epoch;
+  *out = e;
+  return 0;
+}
+
+/* ---- transaction handling ---------------------------------------------- */
+
+static MDB_dbi evs__it_dbi(const evs_iter *it) {
+  return it->kind == EVS__IT_STREAM  ? it->s->db_stream_index
+         : it->kind == EVS__IT_INDEX ? it->index_dbi
+                                     : it->s->db_events;
+}
+
+/* State that belongs to one snapshot: reset at every begin and renew. */
+static void evs__it_fresh(evs_iter *it) {
   it->positioned = 0;
   it->since_renew = 0;
-  for (size_t i = 0; i < EVS__SCACHE; i++)
-    it->sc[i].valid = 0;
-  for (size_t i = 0; i < EVS__TCACHE; i++)
-    it->tc[i].valid = 0;
-  return 0;
+  it->batch = NULL;
+  it->batch_n = it->batch_i = 0;
+  it->epoch++;
+  it->txnid = mdb_txn_id(it->txn);
 }
 
 static void evs__it_end(evs_iter *it) {
@@ -117,59 +306,43 @@ static void evs__it_end(evs_iter *it) {
   }
 }
 
-/* ---- caches -------------------------------------------------------------- */
-
-static int evs__type_of(evs_iter *it, uint64_t tid, evs_slice *out) {
-  evs__tcache *c = &it->tc[tid % EVS__TCACHE];
-  if (c->valid && c->tid == tid) {
-    *out = c->name;
-    return 0;
-  }
-  int rc = evs__type_name(it->s, it->txn, tid, out);
+static int evs__it_begin(evs_iter *it) {
+  int rc = evs__read_begin(it->s, &it->txn);
   if (rc)
     return rc;
-  c->valid = 1;
-  c->tid = tid;
-  c->name = *out;
+  int mrc = mdb_cursor_open(it->txn, evs__it_dbi(it), &it->cur);
+  if (mrc) {
+    evs__it_end(it);
+    return evs__err(evs__lmdb_err(mrc), "cursor: %s", mdb_strerror(mrc));
+  }
+  evs__it_fresh(it);
   return 0;
 }
 
-static int evs__stream_of(evs_iter *it, uint64_t sid, evs__scache **out) {
-  evs__scache *c = &it->sc[sid % EVS__SCACHE];
-  if (c->valid && c->sid == sid) {
-    *out = c;
+/* Lets go of the snapshot and takes the newest one, keeping the
+ * transaction handle, its reader slot and the cursors. Falls back to a new
+ * transaction when the renew fails (the map was resized by another
+ * process, say). */
+static int evs__it_renew(evs_iter *it) {
+  mdb_txn_reset(it->txn);
+  evs__rd_release(it->s);
+  evs__rd_acquire(it->s);
+  int mrc = mdb_txn_renew(it->txn);
+  if (mrc == 0)
+    mrc = mdb_cursor_renew(it->txn, it->cur);
+  if (mrc == 0) {
+    evs__it_fresh(it);
     return 0;
   }
-  evs_slice name;
-  int rc = evs__stream_name(it->s, it->txn, sid, &name);
-  if (rc)
-    return rc;
-  evs__stream_rec st;
-  rc = evs__stream_get(it->s, it->txn, name.data, name.len, &st);
-  if (rc == EVS_ENOSTREAM)
-    return evs__err(EVS_ECORRUPT, "stream id %llu has no stream record",
-                    (unsigned long long)sid);
-  if (rc)
-    return rc;
-  c->sid = sid;
-  c->valid = 1;
-  c->name = name;
-  c->visible_any = !(st.flags & (EVS_STREAM_TOMBSTONED | EVS_STREAM_DELETED));
-  c->lo = evs__visible_from(&st);
-  c->age_cut = st.max_age_sec
-                   ? evs__now_ns() - (int64_t)st.max_age_sec * 1000000000LL
-                   : INT64_MIN;
-  c->match = 1;
-  if (it->prefix_len && (name.len < it->prefix_len ||
-                         memcmp(name.data, it->prefix, it->prefix_len) != 0))
-    c->match = 0;
-  if (it->has_cat && st.category_id != it->cid)
-    c->match = 0;
-  if (it->group_size > 1 &&
-      evs_stream_hash(name.data, name.len) % it->group_size != it->group_member)
-    c->match = 0;
-  *out = c;
-  return 0;
+  evs__it_end(it);
+  return evs__it_begin(it);
+}
+
+static inline int evs__maybe_renew(evs_iter *it) {
+  if (EVS__LIKELY(it->since_renew < EVS__RENEW_EVERY &&
+                  !evs__rd_should_yield(it->s)))
+    return 0;
+  return evs__it_renew(it);
 }
 
 /* ---- building the current event ----------------------------------------- */
@@ -195,6 +368,10 @@ static int evs__it_fill(evs_iter *it, uint64_t pos, const evs__record *r,
   return 0;
 }
 
+/* Looks the record at `pos` up and decodes it (checksum included).
+ * EVS_ENOTFOUND if there is none. (mdb_get: positions of one stream or
+ * category are far apart, so a long-lived cursor saves nothing, its
+ * MDB_SET descends from the root all the same.) */
 static int evs__load_record(evs_iter *it, uint64_t pos, evs__record *r) {
   uint8_t kb[8];
   evs__put_be64(kb, pos);
@@ -215,129 +392,158 @@ static int evs__load_record(evs_iter *it, uint64_t pos, evs__record *r) {
 
 /* ---- stepping ------------------------------------------------------------ */
 
-/* Moves the stream cursor to the next (version, position) entry. */
-static int evs__step_stream(evs_iter *it, int64_t *ver, uint64_t *pos) {
-  MDB_val k, v;
+/*
+ * The next entry of the DUPFIXED list under the iterator's key (a stream's
+ * version|position entries, or a category's or type's positions), in the
+ * iterator's direction, starting from `from` (compared with the entry's
+ * first 8 bytes) when not positioned. Entries come a page at a time with
+ * MDB_GET_MULTIPLE, which returns the whole page that holds the cursor;
+ * the page is walked from the positioned entry. Forward, the next page is
+ * MDB_NEXT_MULTIPLE; backward, a new seek from the next wanted entry (once
+ * per page). Returns 1 with *e set, 0 at the end, or an error.
+ */
+static int evs__dup_seek(evs_iter *it, uint64_t key, uint64_t from) {
+  uint8_t kb[8], vb[16] = { 0 };
+  evs__put_be64(kb, key);
+  evs__put_be64(vb, from);
+  MDB_val k = { 8, kb }, v = { it->esize, vb };
+  int rc = mdb_cursor_get(it->cur, &k, &v, MDB_GET_BOTH_RANGE);
+  if (it->dir == EVS_BACKWARD) {
+    if (rc == MDB_NOTFOUND) {
+      k.mv_size = 8;
+      k.mv_data = kb;
+      rc = mdb_cursor_get(it->cur, &k, &v, MDB_SET);
+      if (rc == 0)
+        rc = mdb_cursor_get(it->cur, &k, &v, MDB_LAST_DUP);
+    } else if (rc == 0 && v.mv_size == it->esize &&
+               evs__get_be64(v.mv_data) > from) {
+      rc = mdb_cursor_get(it->cur, &k, &v, MDB_PREV_DUP);
+    }
+  }
+  it->positioned = 1;
+  it->batch = NULL;
+  it->batch_n = it->batch_i = 0;
+  if (rc)
+    return rc;
+  if (v.mv_size != it->esize)
+    return -1;
+  /* A key with a single entry has no duplicate page: GET_MULTIPLE then
+   * succeeds without touching m. */
+  MDB_val m = { 0, NULL };
+  int mrc = mdb_cursor_get(it->cur, &k, &m, MDB_GET_MULTIPLE);
+  const uint8_t *p = (const uint8_t *)m.mv_data;
+  const uint8_t *at = (const uint8_t *)v.mv_data;
+  if (mrc && mrc != MDB_NOTFOUND)
+    return mrc;
+  if (mrc == 0 && p != NULL) {
+    if (m.mv_size == 0 || m.mv_size % it->esize != 0)
+      return -1;
+    it->batch = p;
+    it->batch_n = m.mv_size / it->esize;
+    /* Start at the positioned entry; were it not on the page, the callers
+     * skip entries before their target anyway. */
+    if (at >= p && at < p + m.mv_size && (size_t)(at - p) % it->esize == 0)
+      it->batch_i = (size_t)(at - p) / it->esize;
+    else
+      it->batch_i = it->dir == EVS_FORWARD ? 0 : it->batch_n - 1;
+  } else {
+    it->batch = at;
+    it->batch_n = 1;
+    it->batch_i = 0;
+  }
+  return 0;
+}
+
+static int evs__dup_next(evs_iter *it, uint64_t key, uint64_t from,
+                         const uint8_t **e) {
   int rc;
   if (!it->positioned) {
-    uint8_t kb[8], vb[16];
-    evs__put_be64(kb, it->sid);
-    int64_t from = it->next_version < 0 ? 0 : it->next_version;
-    evs__put_be64(vb, (uint64_t)from);
-    evs__put_be64(vb + 8, 0);
-    k.mv_size = 8;
-    k.mv_data = kb;
-    v.mv_size = 16;
-    v.mv_data = vb;
-    rc = mdb_cursor_get(it->cur, &k, &v, MDB_GET_BOTH_RANGE);
-    if (it->dir == EVS_BACKWARD) {
-      if (rc == MDB_NOTFOUND) {
-        k.mv_size = 8;
-        k.mv_data = kb;
-        rc = mdb_cursor_get(it->cur, &k, &v, MDB_SET);
-        if (rc == 0)
-          rc = mdb_cursor_get(it->cur, &k, &v, MDB_LAST_DUP);
-      } else if (rc == 0 && v.mv_size == 16 &&
-                 (int64_t)evs__get_be64(v.mv_data) > it->next_version) {
-        rc = mdb_cursor_get(it->cur, &k, &v, MDB_PREV_DUP);
-      }
+    rc = evs__dup_seek(it, key, from);
+  } else if (it->dir == EVS_FORWARD) {
+    if (EVS__LIKELY(++it->batch_i < it->batch_n)) {
+      *e = it->batch + it->batch_i * it->esize;
+      return 1;
     }
-    it->positioned = 1;
+    MDB_val k, m = { 0, NULL };
+    rc = mdb_cursor_get(it->cur, &k, &m, MDB_NEXT_MULTIPLE);
+    if (rc == 0 && (m.mv_data == NULL || m.mv_size == 0 ||
+                    m.mv_size % it->esize != 0))
+      rc = -1;
+    if (rc == 0) {
+      it->batch = (const uint8_t *)m.mv_data;
+      it->batch_n = m.mv_size / it->esize;
+      it->batch_i = 0;
+    }
   } else {
-    rc = mdb_cursor_get(it->cur, &k, &v,
-                        it->dir == EVS_FORWARD ? MDB_NEXT_DUP : MDB_PREV_DUP);
+    if (EVS__LIKELY(it->batch_i > 0)) {
+      it->batch_i--;
+      *e = it->batch + it->batch_i * it->esize;
+      return 1;
+    }
+    rc = evs__dup_seek(it, key, from);
   }
   if (rc == MDB_NOTFOUND)
     return 0;
+  if (rc == -1)
+    return evs__err(EVS_ECORRUPT, "index entries of the wrong size");
   if (rc)
-    return evs__err(evs__lmdb_err(rc), "stream index: %s", mdb_strerror(rc));
-  if (v.mv_size != 16)
-    return evs__err(EVS_ECORRUPT, "stream index entry of %zu bytes", v.mv_size);
-  *ver = (int64_t)evs__get_be64(v.mv_data);
-  *pos = evs__get_be64((const uint8_t *)v.mv_data + 8);
+    return evs__err(evs__lmdb_err(rc), "reading an index: %s",
+                    mdb_strerror(rc));
+  *e = it->batch + it->batch_i * it->esize;
   return 1;
 }
 
-/* Moves the $all or index cursor to the next position. */
-static int evs__step_pos(evs_iter *it, uint64_t *pos, MDB_val *val) {
+/* Moves the $all cursor to the next position. */
+static int evs__step_log(evs_iter *it, uint64_t *pos, MDB_val *val) {
   MDB_val k, v;
   int rc;
-  int idx = it->kind == EVS__IT_INDEX;
-  if (!it->positioned) {
-    uint8_t kb[8], pb[8];
-    if (idx) {
-      evs__put_be64(kb, it->index_key);
-      evs__put_be64(pb, it->next_pos);
-      k.mv_size = 8;
-      k.mv_data = kb;
-      v.mv_size = 8;
-      v.mv_data = pb;
-      rc = mdb_cursor_get(it->cur, &k, &v, MDB_GET_BOTH_RANGE);
-      if (it->dir == EVS_BACKWARD) {
-        if (rc == MDB_NOTFOUND) {
-          k.mv_size = 8;
-          k.mv_data = kb;
-          rc = mdb_cursor_get(it->cur, &k, &v, MDB_SET);
-          if (rc == 0)
-            rc = mdb_cursor_get(it->cur, &k, &v, MDB_LAST_DUP);
-        } else if (rc == 0 && v.mv_size == 8 &&
-                   evs__get_be64(v.mv_data) > it->next_pos) {
-          rc = mdb_cursor_get(it->cur, &k, &v, MDB_PREV_DUP);
-        }
-      }
-    } else {
-      evs__put_be64(kb, it->next_pos);
-      k.mv_size = 8;
-      k.mv_data = kb;
-      rc = mdb_cursor_get(it->cur, &k, &v, MDB_SET_RANGE);
-      if (it->dir == EVS_BACKWARD) {
-        if (rc == MDB_NOTFOUND)
-          rc = mdb_cursor_get(it->cur, &k, &v, MDB_LAST);
-        else if (rc == 0 && k.mv_size == 8 &&
-                 evs__get_be64(k.mv_data) > it->next_pos)
-          rc = mdb_cursor_get(it->cur, &k, &v, MDB_PREV);
-      }
+  if (EVS__LIKELY(it->positioned)) {
+    rc = mdb_cursor_get(it->cur, &k, &v,
+                        it->dir == EVS_FORWARD ? MDB_NEXT : MDB_PREV);
+  } else {
+    uint8_t kb[8];
+    evs__put_be64(kb, it->next_pos);
+    k.mv_size = 8;
+    k.mv_data = kb;
+    rc = mdb_cursor_get(it->cur, &k, &v, MDB_SET_RANGE);
+    if (it->dir == EVS_BACKWARD) {
+      if (rc == MDB_NOTFOUND)
+        rc = mdb_cursor_get(it->cur, &k, &v, MDB_LAST);
+      else if (rc == 0 && k.mv_size == 8 &&
+               evs__get_be64(k.mv_data) > it->next_pos)
+        rc = mdb_cursor_get(it->cur, &k, &v, MDB_PREV);
     }
     it->positioned = 1;
-  } else {
-    MDB_cursor_op op =
-        idx ? (it->dir == EVS_FORWARD ? MDB_NEXT_DUP : MDB_PREV_DUP)
-            : (it->dir == EVS_FORWARD ? MDB_NEXT : MDB_PREV);
-    rc = mdb_cursor_get(it->cur, &k, &v, op);
   }
   if (rc == MDB_NOTFOUND)
     return 0;
   if (rc)
     return evs__err(evs__lmdb_err(rc), "reading the log: %s", mdb_strerror(rc));
-  if (idx) {
-    if (v.mv_size != 8)
-      return evs__err(EVS_ECORRUPT, "index entry of %zu bytes", v.mv_size);
-    *pos = evs__get_be64(v.mv_data);
-    val->mv_data = NULL;
-    val->mv_size = 0;
-  } else {
-    if (k.mv_size != 8)
-      return evs__err(EVS_ECORRUPT, "log key of %zu bytes", k.mv_size);
-    *pos = evs__get_be64(k.mv_data);
-    *val = v;
-  }
+  if (k.mv_size != 8)
+    return evs__err(EVS_ECORRUPT, "log key of %zu bytes", k.mv_size);
+  *pos = evs__get_be64(k.mv_data);
+  *val = v;
   return 1;
-}
-
-static int evs__maybe_renew(evs_iter *it) {
-  if (it->since_renew < EVS__RENEW_EVERY && !evs__rd_should_yield(it->s))
-    return 0;
-  evs__it_end(it);
-  return evs__it_begin(it);
 }
 
 static int evs__next_stream(evs_iter *it) {
   for (;;) {
-    int64_t ver = 0;
-    uint64_t pos = 0;
-    int rc = evs__step_stream(it, &ver, &pos);
+    /* Backward, every entry left is below the visible range (this also
+     * stops a seek from version 0 after version 0 was returned). */
+    if (it->dir == EVS_BACKWARD && it->next_version < it->lo_version)
+      return 0;
+    int rc = evs__maybe_renew(it);
+    if (rc)
+      return rc;
+    it->since_renew++;
+    const uint8_t *e;
+    rc = evs__dup_next(it, it->sid,
+                       (uint64_t)(it->next_version < 0 ? 0 : it->next_version),
+                       &e);
     if (rc <= 0)
       return rc;
+    int64_t ver = (int64_t)evs__get_be64(e);
+    uint64_t pos = evs__get_be64(e + 8);
     if (it->dir == EVS_FORWARD) {
       if (ver < it->next_version)
         continue;
@@ -384,10 +590,22 @@ static int evs__next_stream(evs_iter *it) {
 }
 
 static int evs__next_pos(evs_iter *it) {
+  int idx = it->kind == EVS__IT_INDEX;
   for (;;) {
+    int rc = evs__maybe_renew(it);
+    if (rc)
+      return rc;
+    it->since_renew++;
     uint64_t pos = 0;
     MDB_val val = { 0, NULL };
-    int rc = evs__step_pos(it, &pos, &val);
+    if (idx) {
+      const uint8_t *e;
+      rc = evs__dup_next(it, it->index_key, it->next_pos, &e);
+      if (rc > 0)
+        pos = evs__get_be64(e);
+    } else {
+      rc = evs__step_log(it, &pos, &val);
+    }
     if (rc < 0)
       return rc;
     if (rc == 0) {
@@ -422,9 +640,8 @@ static int evs__next_pos(evs_iter *it) {
         continue;
     }
     it->checkpoint = pos;
-    it->since_renew++;
     evs__record r;
-    if (it->kind == EVS__IT_INDEX) {
+    if (idx) {
       rc = evs__load_record(it, pos, &r);
       if (rc == EVS_ENOTFOUND)
         return evs__err(EVS_ECORRUPT,
@@ -443,14 +660,14 @@ static int evs__next_pos(evs_iter *it) {
     }
     if (it->has_type && r.type_id != it->tid)
       continue;
-    evs__scache *sc = NULL;
+    evs__cent *sc = NULL;
     rc = evs__stream_of(it, r.stream_id, &sc);
     if (rc)
       return rc;
-    if (!sc->match || !sc->visible_any || (int64_t)r.version < sc->lo ||
+    if (!sc->show || (int64_t)r.version < sc->lo ||
         r.timestamp_ns < sc->age_cut)
       continue;
-    rc = evs__it_fill(it, pos, &r, sc->name);
+    rc = evs__it_fill(it, pos, &r, evs__cache_name(it->sc, sc));
     return rc ? rc : 1;
   }
 }
@@ -463,14 +680,11 @@ int evs_iter_next(evs_iter *it, const evs_event **ev) {
     return it->state > 0 ? 0 : it->state;
   if (it->limit && it->count >= it->limit) {
     it->state = 1;
+    evs__it_end(it);
     return 0;
   }
-  int rc = evs__maybe_renew(it);
-  if (rc == 0) {
-    it->since_renew++;
-    rc = it->kind == EVS__IT_STREAM ? evs__next_stream(it) : evs__next_pos(it);
-  }
-  if (rc == 1) {
+  int rc = it->kind == EVS__IT_STREAM ? evs__next_stream(it) : evs__next_pos(it);
+  if (EVS__LIKELY(rc == 1)) {
     it->count++;
     *ev = &it->ev;
     return 1;
@@ -493,6 +707,9 @@ void evs_iter_free(evs_iter *it) {
   free(it->zbuf);
   if (it->dctx)
     ZSTD_freeDCtx((ZSTD_DCtx *)it->dctx);
+  evs__cache_free(it->sc);
+  free(it->sc);
+  evs__cache_free(&it->tc);
   free(it);
 }
 
@@ -525,6 +742,8 @@ int evs_read_stream(evs_iter **out, evs_store *s, const char *stream,
   it->kind = EVS__IT_STREAM;
   it->dir = o.direction;
   it->limit = o.limit;
+  it->esize = 16;
+  evs__cache_init(&it->tc, EVS__TCACHE_MAX);
   memcpy(it->name, stream, len);
   it->name_len = len;
   rc = evs__it_begin(it);
@@ -643,12 +862,20 @@ int evs_read_all(evs_iter **out, evs_store *s,
   it->s = s;
   it->dir = o.direction;
   it->limit = o.limit;
+  it->esize = 8;
+  evs__cache_init(&it->tc, EVS__TCACHE_MAX);
+  it->sc = malloc(sizeof *it->sc);
+  if (it->sc == NULL) {
+    free(it);
+    return evs__err(EVS_ENOMEM, "out of memory");
+  }
+  evs__cache_init(it->sc, EVS__SCACHE_MAX);
   it->group_size = o.group_size;
   it->group_member = o.group_member;
   if (o.stream_prefix && o.stream_prefix[0]) {
     it->prefix = strdup(o.stream_prefix);
     if (it->prefix == NULL) {
-      free(it);
+      evs_iter_free(it);
       return evs__err(EVS_ENOMEM, "out of memory");
     }
     it->prefix_len = strlen(it->prefix);

@@ -483,3 +483,168 @@ Test(store_read, stream_category_helper) {
   c = evs_stream_category("user-1", 4);
   cr_assert_eq(c.len, 4);
 }
+
+/* Two streams ("pa-1", "pb-1") of `n` events each, appended in
+ * alternating runs of 100, so that neither stream's positions are
+ * contiguous and each stream's index spans several pages. */
+static void interleaved(size_t n) {
+  for (size_t i = 0; i < n / 100; i++) {
+    tu_append_ok(tu_store, "pa-1", EVS_EXPECT_ANY, 100, "A");
+    tu_append_ok(tu_store, "pb-1", EVS_EXPECT_ANY, 100, "B");
+  }
+}
+
+/* Asserts that l holds versions first, first +/- 1, ... (n of them) of
+ * `stream`, with the data tu_append_n wrote, in position order. */
+static void assert_versions(const tu_evlist *l, const char *stream,
+                            int64_t first, int step, size_t n) {
+  cr_assert_eq(l->n, n, "got %zu events, want %zu", l->n, n);
+  for (size_t i = 0; i < n; i++) {
+    const tu_ev *e = &l->ev[i];
+    int64_t v = first + step * (int64_t)i;
+    cr_assert_eq(e->version, v, "event %zu: version %lld, want %lld", i,
+                 (long long)e->version, (long long)v);
+    cr_assert_str_eq(e->stream, stream);
+    char data[64];
+    snprintf(data, sizeof data, "%s#%lld", stream, (long long)(v % 100));
+    cr_assert_eq(e->data_len, strlen(data));
+    cr_assert_eq(memcmp(e->data, data, e->data_len), 0);
+    if (i)
+      cr_assert(step > 0 ? e->position > l->ev[i - 1].position
+                         : e->position < l->ev[i - 1].position);
+  }
+}
+
+Test(store_read, stream_reads_walk_index_pages) {
+  interleaved(1500);
+  tu_evlist l = stream_read("pa-1", EVS_FORWARD, 0, 0);
+  assert_versions(&l, "pa-1", 0, 1, 1500);
+  tu_evlist_free(&l);
+  l = stream_read("pb-1", EVS_FORWARD, 777, 500);
+  assert_versions(&l, "pb-1", 777, 1, 500);
+  tu_evlist_free(&l);
+  l = stream_read("pa-1", EVS_BACKWARD, 1111, 0);
+  assert_versions(&l, "pa-1", 1111, -1, 1112);
+  tu_evlist_free(&l);
+  l = stream_read("pb-1", EVS_BACKWARD, EVS_FROM_END, 300);
+  assert_versions(&l, "pb-1", 1499, -1, 300);
+  tu_evlist_free(&l);
+  /* Hidden versions at both ends of a page walk. */
+  evs_stream_metadata md = EVS_STREAM_METADATA_INIT;
+  md.truncate_before = 600;
+  cr_assert_eq(evs_stream_set_metadata(tu_store, "pa-1", &md), 0);
+  l = stream_read("pa-1", EVS_BACKWARD, EVS_FROM_END, 0);
+  assert_versions(&l, "pa-1", 1499, -1, 900);
+  tu_evlist_free(&l);
+  l = stream_read("pa-1", EVS_FORWARD, 0, 0);
+  assert_versions(&l, "pa-1", 600, 1, 900);
+  tu_evlist_free(&l);
+}
+
+Test(store_read, single_event_stream_both_directions) {
+  tu_append_ok(tu_store, "solo", EVS_EXPECT_NO_STREAM, 1, NULL);
+  tu_evlist l = stream_read("solo", EVS_FORWARD, 0, 0);
+  assert_versions(&l, "solo", 0, 1, 1);
+  tu_evlist_free(&l);
+  l = stream_read("solo", EVS_BACKWARD, EVS_FROM_END, 0);
+  assert_versions(&l, "solo", 0, -1, 1);
+  tu_evlist_free(&l);
+  l = stream_read("solo", EVS_FORWARD, 1, 0);
+  cr_assert_eq(l.n, 0);
+  tu_evlist_free(&l);
+  l = stream_read("solo", EVS_BACKWARD, 0, 0);
+  assert_versions(&l, "solo", 0, -1, 1);
+  tu_evlist_free(&l);
+}
+
+Test(store_read, filtered_reads_walk_index_pages) {
+  interleaved(1500);
+  evs_read_all_options o = EVS_READ_ALL_OPTIONS_INIT;
+  o.category = "pa";
+  o.direction = EVS_BACKWARD;
+  o.from_position = EVS_POSITION_END;
+  tu_evlist l = tu_all(tu_store, &o);
+  assert_versions(&l, "pa-1", 1499, -1, 1500);
+  tu_evlist_free(&l);
+  /* From the middle, both ways, through the type index. */
+  o = (evs_read_all_options)EVS_READ_ALL_OPTIONS_INIT;
+  o.event_type = "B";
+  o.direction = EVS_BACKWARD;
+  o.from_position = NROWS + 1800; /* pb-1 v899 */
+  l = tu_all(tu_store, &o);
+  assert_versions(&l, "pb-1", 899, -1, 900);
+  tu_evlist_free(&l);
+  o.direction = EVS_FORWARD;
+  o.from_position = NROWS + 1801;
+  l = tu_all(tu_store, &o);
+  assert_versions(&l, "pb-1", 900, 1, 600);
+  tu_evlist_free(&l);
+}
+
+Test(store_read, all_scan_sees_changes_after_a_refresh) {
+  /* 10,000 events, more than one snapshot's worth: the scan's later
+   * snapshots must see a delete and a new max_count made during the
+   * scan, although the streams' records were read (and cached) before. */
+  interleaved(5000);
+  evs_iter *it = NULL;
+  cr_assert_eq(evs_read_all(&it, tu_store, NULL), 0);
+  const evs_event *ev;
+  size_t n = 0, a_late = 0, b_early = 0, b_late = 0;
+  int rc;
+  while ((rc = evs_iter_next(it, &ev)) == 1) {
+    if (++n == 10) {
+      cr_assert_eq(evs_stream_delete(tu_store, "pb-1", EVS_EXPECT_ANY, 0), 0);
+      evs_stream_metadata md = EVS_STREAM_METADATA_INIT;
+      md.max_count = 50;
+      cr_assert_eq(evs_stream_set_metadata(tu_store, "pa-1", &md), 0);
+    }
+    int is_b = ev->stream.len == 4 && memcmp(ev->stream.data, "pb-1", 4) == 0;
+    if (ev->position <= 4096) {
+      b_early += is_b;
+    } else if (is_b) {
+      b_late++;
+    } else if (ev->stream.len == 4 && memcmp(ev->stream.data, "pa-1", 4) == 0) {
+      a_late++;
+      cr_assert_geq(ev->version, 4950);
+    }
+  }
+  cr_assert_eq(rc, 0);
+  evs_iter_free(it);
+  cr_assert_gt(b_early, 0, "the first snapshot still shows pb-1");
+  cr_assert_eq(b_late, 0, "pb-1 was deleted during the scan");
+  cr_assert_eq(a_late, 50);
+}
+
+Test(store_read, all_scan_over_many_streams) {
+  /* More streams than any fixed-size cache holds, read round-robin, with
+   * a consumer group filter over them. */
+  enum { NS = 3000 };
+  char name[32];
+  for (int round = 0; round < 2; round++)
+    for (int i = 0; i < NS; i++) {
+      snprintf(name, sizeof name, "many-%d", i);
+      tu_append_ok(tu_store, name, EVS_EXPECT_ANY, 1, NULL);
+    }
+  tu_evlist l = tu_all(tu_store, NULL);
+  cr_assert_eq(l.n, NROWS + 2 * NS);
+  for (size_t i = NROWS; i < l.n; i++) {
+    snprintf(name, sizeof name, "many-%zu", (i - NROWS) % NS);
+    cr_assert_str_eq(l.ev[i].stream, name);
+    cr_assert_eq(l.ev[i].version, (int64_t)((i - NROWS) / NS));
+  }
+  tu_evlist_free(&l);
+  size_t total = 0;
+  for (uint32_t m = 0; m < 3; m++) {
+    evs_read_all_options o = EVS_READ_ALL_OPTIONS_INIT;
+    o.group_size = 3;
+    o.group_member = m;
+    o.stream_prefix = "many-";
+    l = tu_all(tu_store, &o);
+    for (size_t i = 0; i < l.n; i++)
+      cr_assert_eq(evs_stream_hash(l.ev[i].stream, strlen(l.ev[i].stream)) % 3,
+                   m);
+    total += l.n;
+    tu_evlist_free(&l);
+  }
+  cr_assert_eq(total, 2 * NS);
+}
