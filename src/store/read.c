@@ -12,7 +12,8 @@
  *
  * Per-event work is kept to what LMDB cannot avoid: a stream read takes
  * its index entries a page at a time (MDB_GET_MULTIPLE on the DUPFIXED
- * list) and then one lookup per record; $all and
+ * list) and looks records up with a cursor that steps instead of seeking
+ * when the next record is adjacent in the log; $all and
  * filtered reads resolve stream and type ids through caches that hold
  * copies of the names (ids and names never change) and so survive a
  * renew; a stream's visibility limits are re-read only when the renewed
@@ -29,6 +30,24 @@
  * then starts over. Type cache: the same, for every iterator. */
 #define EVS__SCACHE_MAX 65536u
 #define EVS__TCACHE_MAX 1024u
+
+/* Big-endian loads and stores for the per-event paths: one byte swap
+ * instead of internal.h's portable byte loops, which GCC does not merge. */
+static inline uint64_t evs__ld64(const void *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  v = __builtin_bswap64(v);
+#endif
+  return v;
+}
+
+static inline void evs__st64(void *p, uint64_t v) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  v = __builtin_bswap64(v);
+#endif
+  memcpy(p, &v, 8);
+}
 
 enum {
   EVS__IT_STREAM = 1,
@@ -63,7 +82,9 @@ typedef struct evs__cache {
 struct evs_iter {
   evs_store *s;
   MDB_txn *txn;
-  MDB_cursor *cur; /* stream_index, a filter index, or events */
+  MDB_cursor *cur;  /* stream_index, a filter index, or events */
+  MDB_cursor *ecur; /* events, for lookups by position (opened on use) */
+  uint64_t ecur_pos; /* where ecur is (0 = unknown) */
   int kind;
   evs_direction dir;
   int state; /* 0 = running, 1 = ended, <0 = error */
@@ -291,6 +312,7 @@ static void evs__it_fresh(evs_iter *it) {
   it->since_renew = 0;
   it->batch = NULL;
   it->batch_n = it->batch_i = 0;
+  it->ecur_pos = 0;
   it->epoch++;
   it->txnid = mdb_txn_id(it->txn);
 }
@@ -299,6 +321,10 @@ static void evs__it_end(evs_iter *it) {
   if (it->cur) {
     mdb_cursor_close(it->cur);
     it->cur = NULL;
+  }
+  if (it->ecur) {
+    mdb_cursor_close(it->ecur);
+    it->ecur = NULL;
   }
   if (it->txn) {
     evs__read_end(it->s, it->txn);
@@ -330,6 +356,8 @@ static int evs__it_renew(evs_iter *it) {
   int mrc = mdb_txn_renew(it->txn);
   if (mrc == 0)
     mrc = mdb_cursor_renew(it->txn, it->cur);
+  if (mrc == 0 && it->ecur)
+    mrc = mdb_cursor_renew(it->txn, it->ecur);
   if (mrc == 0) {
     evs__it_fresh(it);
     return 0;
@@ -369,14 +397,36 @@ static int evs__it_fill(evs_iter *it, uint64_t pos, const evs__record *r,
 }
 
 /* Looks the record at `pos` up and decodes it (checksum included).
- * EVS_ENOTFOUND if there is none. (mdb_get: positions of one stream or
- * category are far apart, so a long-lived cursor saves nothing, its
- * MDB_SET descends from the root all the same.) */
+ * EVS_ENOTFOUND if there is none. The events cursor remembers where it
+ * is: the log's keys are dense, so the next or previous position is one
+ * cursor step away instead of a descent from the root (streams and
+ * categories whose events were written together); any other position is
+ * an ordinary MDB_SET. */
 static int evs__load_record(evs_iter *it, uint64_t pos, evs__record *r) {
-  uint8_t kb[8];
-  evs__put_be64(kb, pos);
-  MDB_val k = { 8, kb }, v;
-  int rc = mdb_get(it->txn, it->s->db_events, &k, &v);
+  MDB_val k, v;
+  int rc;
+  if (it->ecur == NULL) {
+    rc = mdb_cursor_open(it->txn, it->s->db_events, &it->ecur);
+    if (rc)
+      return evs__err(evs__lmdb_err(rc), "cursor: %s", mdb_strerror(rc));
+    it->ecur_pos = 0;
+  }
+  if (it->ecur_pos && (pos == it->ecur_pos + 1 || pos + 1 == it->ecur_pos)) {
+    rc = mdb_cursor_get(it->ecur, &k, &v,
+                        pos > it->ecur_pos ? MDB_NEXT : MDB_PREV);
+    if (rc == 0 && (k.mv_size != 8 || evs__ld64(k.mv_data) != pos))
+      rc = MDB_NOTFOUND; /* a gap left by a compaction */
+  } else {
+    rc = MDB_NOTFOUND;
+  }
+  if (rc == MDB_NOTFOUND) {
+    uint8_t kb[8];
+    evs__st64(kb, pos);
+    k.mv_size = 8;
+    k.mv_data = kb;
+    rc = mdb_cursor_get(it->ecur, &k, &v, MDB_SET);
+  }
+  it->ecur_pos = rc == 0 ? pos : 0;
   if (rc == MDB_NOTFOUND)
     return EVS_ENOTFOUND;
   if (rc)
@@ -521,7 +571,7 @@ static int evs__step_log(evs_iter *it, uint64_t *pos, MDB_val *val) {
     return evs__err(evs__lmdb_err(rc), "reading the log: %s", mdb_strerror(rc));
   if (k.mv_size != 8)
     return evs__err(EVS_ECORRUPT, "log key of %zu bytes", k.mv_size);
-  *pos = evs__get_be64(k.mv_data);
+  *pos = evs__ld64(k.mv_data);
   *val = v;
   return 1;
 }
@@ -542,8 +592,8 @@ static int evs__next_stream(evs_iter *it) {
                        &e);
     if (rc <= 0)
       return rc;
-    int64_t ver = (int64_t)evs__get_be64(e);
-    uint64_t pos = evs__get_be64(e + 8);
+    int64_t ver = (int64_t)evs__ld64(e);
+    uint64_t pos = evs__ld64(e + 8);
     if (it->dir == EVS_FORWARD) {
       if (ver < it->next_version)
         continue;
@@ -602,7 +652,7 @@ static int evs__next_pos(evs_iter *it) {
       const uint8_t *e;
       rc = evs__dup_next(it, it->index_key, it->next_pos, &e);
       if (rc > 0)
-        pos = evs__get_be64(e);
+        pos = evs__ld64(e);
     } else {
       rc = evs__step_log(it, &pos, &val);
     }
