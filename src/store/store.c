@@ -208,6 +208,33 @@ void evs__read_end(evs_store *s, MDB_txn *txn) {
 
 /* ---- open / close ------------------------------------------------------- */
 
+/*
+ * Comparators for the big-endian integer keys and list entries. They
+ * order exactly as LMDB's default (memcmp, then length), so the files are
+ * the same and any program may read them with the defaults; they only
+ * replace a byte loop by one byte swap per 8 bytes, on the hottest
+ * comparisons of the log and its indexes.
+ */
+static int evs__cmp_memn(const MDB_val *a, const MDB_val *b) {
+  size_t n = a->mv_size < b->mv_size ? a->mv_size : b->mv_size;
+  int d = memcmp(a->mv_data, b->mv_data, n);
+  if (d)
+    return d;
+  return a->mv_size < b->mv_size ? -1 : a->mv_size > b->mv_size;
+}
+
+static int evs__cmp_be(const MDB_val *a, const MDB_val *b) {
+  if (a->mv_size == b->mv_size && (a->mv_size == 8 || a->mv_size == 16)) {
+    uint64_t x = evs__get_be64(a->mv_data), y = evs__get_be64(b->mv_data);
+    if (x != y || a->mv_size == 8)
+      return x < y ? -1 : x > y;
+    x = evs__get_be64((const uint8_t *)a->mv_data + 8);
+    y = evs__get_be64((const uint8_t *)b->mv_data + 8);
+    return x < y ? -1 : x > y;
+  }
+  return evs__cmp_memn(a, b);
+}
+
 static int evs__open_dbs(evs_store *s, MDB_txn *txn, unsigned create) {
   struct {
     MDB_dbi *dbi;
@@ -232,6 +259,22 @@ static int evs__open_dbs(evs_store *s, MDB_txn *txn, unsigned create) {
     if (rc)
       return evs__err(rc == MDB_NOTFOUND ? EVS_ECORRUPT : evs__lmdb_err(rc),
                       "opening database '%s': %s", dbs[i].name,
+                      mdb_strerror(rc));
+  }
+  /* Integer keys and lists (see evs__cmp_be). */
+  MDB_dbi keyed[] = { s->db_events, s->db_stream_ids, s->db_stream_index,
+                      s->db_cat_index, s->db_type_index };
+  MDB_dbi lists[] = { s->db_stream_index, s->db_cat_index, s->db_type_index };
+  for (size_t i = 0; i < sizeof keyed / sizeof keyed[0]; i++) {
+    int rc = mdb_set_compare(txn, keyed[i], evs__cmp_be);
+    if (rc)
+      return evs__err(evs__lmdb_err(rc), "setting a comparator: %s",
+                      mdb_strerror(rc));
+  }
+  for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+    int rc = mdb_set_dupsort(txn, lists[i], evs__cmp_be);
+    if (rc)
+      return evs__err(evs__lmdb_err(rc), "setting a comparator: %s",
                       mdb_strerror(rc));
   }
   return 0;
