@@ -230,6 +230,11 @@ struct evs_store {
   void *wbuf;
   size_t wbuf_cap;
 
+  /* Reset read transactions kept for reuse (evs__read_begin/end). */
+  pthread_mutex_t rt_mu;
+  MDB_txn *rt_pool[32];
+  int rt_n;
+
   /* Compression contexts pool. */
   pthread_mutex_t z_mu;
   void *cctx_pool[8];
