@@ -24,11 +24,19 @@
 # dependency that would need an instrumented build of its own: protocol,
 # json, timeparse, base64.
 #
-#   scripts/fuzz.sh --ctest
+#   scripts/fuzz.sh --ctest --build-only
+#   scripts/fuzz.sh --ctest --no-build TARGET
 #
-# The form the ctest `fuzz_run` (label fuzz-run) uses: does nothing and
-# exits 77 (ctest's "skipped") unless EVS_FUZZ_SECONDS is set to a number
-# above 0, or when clang or its libFuzzer runtime is missing.
+# The forms the ctest tests of label `fuzz` use (tests/fuzz/CMakeLists.txt):
+# `fuzz_build` builds every target once, then `fuzz_run_TARGET` runs one
+# without building, so that parallel tests do not share a build. In this
+# mode SECONDS defaults to 20 rather than 30, and the script exits 77
+# (ctest's "skipped") with the reason when clang or its libFuzzer runtime
+# is missing, or when EVS_FUZZ_SECONDS is 0 (fuzzing turned off); a run
+# whose binary was not built fails. Anything else, as above.
+#
+# --build-only builds and runs nothing; --no-build runs what is there.
+# $EVS_FUZZ_BUILD_JOBS, when set, caps the build's parallel jobs.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -37,12 +45,16 @@ root=$(pwd)
 all_targets="protocol record import json timeparse base64"
 msan_targets="protocol json timeparse base64"
 ctest_mode=0
+build_step=1
+run_step=1
 msan=0
 seconds=""
 targets=""
 for arg in "$@"; do
   case "$arg" in
   --ctest) ctest_mode=1 ;;
+  --build-only) run_step=0 ;;
+  --no-build) build_step=0 ;;
   --msan) msan=1 ;;
   -h | --help)
     sed -n '2,/^set -eu/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
@@ -75,12 +87,19 @@ skip() {
   exit 1
 }
 
+if [ "$build_step" = 0 ] && [ "$run_step" = 0 ]; then
+  echo "fuzz.sh: --build-only and --no-build leave nothing to do" >&2
+  exit 2
+fi
+
 if [ -z "$seconds" ]; then
   seconds=${EVS_FUZZ_SECONDS:-}
-  if [ -z "$seconds" ] || [ "$seconds" = 0 ]; then
-    [ "$ctest_mode" = 0 ] || skip "skipped: set EVS_FUZZ_SECONDS (seconds" \
-      "per target, e.g. 10) to run the fuzzers"
+  if [ "$ctest_mode" = 1 ] && [ "$seconds" = 0 ]; then
+    skip "skipped: EVS_FUZZ_SECONDS=0 turns fuzzing off"
+  fi
+  if [ -z "$seconds" ]; then
     seconds=30
+    [ "$ctest_mode" = 0 ] || seconds=20
   fi
 fi
 case "$seconds" in
@@ -125,30 +144,40 @@ if command -v ninja >/dev/null 2>&1; then
   generator="-G Ninja"
 fi
 
-echo "fuzz.sh: building the fuzzers in $build ($cc, $label)"
-if [ ! -f "$build/CMakeCache.txt" ]; then
-  # shellcheck disable=SC2086
-  CC=$cc cmake -S "$root" -B "$build" $generator \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_C_FLAGS="$cflags" \
-    -DEVS_SANITIZE="$sanitize" \
-    -DEVS_WERROR=OFF \
-    -DEVS_BUILD_EXAMPLES=OFF >"$probe/log" 2>&1 || {
-    cat "$probe/log" >&2
-    echo "fuzz.sh: configuring $build failed" >&2
-    exit 1
-  }
-fi
 bins=""
 for t in $targets; do
   bins="$bins ${t}_fuzzer"
 done
-# shellcheck disable=SC2086
-cmake --build "$build" --target $bins >"$probe/log" 2>&1 || {
-  cat "$probe/log" >&2
-  echo "fuzz.sh: building the fuzzers failed" >&2
-  exit 1
+build_fuzzers() {
+  echo "fuzz.sh: building the fuzzers in $build ($cc, $label)"
+  if [ ! -f "$build/CMakeCache.txt" ]; then
+    # shellcheck disable=SC2086
+    CC=$cc cmake -S "$root" -B "$build" $generator \
+      -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DCMAKE_C_FLAGS="$cflags" \
+      -DEVS_SANITIZE="$sanitize" \
+      -DEVS_WERROR=OFF \
+      -DEVS_BUILD_EXAMPLES=OFF >"$probe/log" 2>&1 || {
+      cat "$probe/log" >&2
+      echo "fuzz.sh: configuring $build failed" >&2
+      exit 1
+    }
+  fi
+  # shellcheck disable=SC2086
+  cmake --build "$build" ${EVS_FUZZ_BUILD_JOBS:+-j "$EVS_FUZZ_BUILD_JOBS"} \
+    --target $bins >"$probe/log" 2>&1 || {
+    cat "$probe/log" >&2
+    echo "fuzz.sh: building the fuzzers failed" >&2
+    exit 1
+  }
 }
+if [ "$build_step" = 1 ]; then
+  build_fuzzers
+fi
+if [ "$run_step" = 0 ]; then
+  echo "fuzz.sh: built:$bins"
+  exit 0
+fi
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}"
 export MSAN_OPTIONS="${MSAN_OPTIONS:-halt_on_error=1}"
@@ -158,7 +187,7 @@ failed=""
 for t in $targets; do
   bin=$(find "$build" -type f -name "${t}_fuzzer" -perm -u+x | head -n 1)
   if [ -z "$bin" ]; then
-    echo "fuzz.sh: ${t}_fuzzer was not built" >&2
+    echo "fuzz.sh: ${t}_fuzzer was not built in $build" >&2
     failed="$failed $t"
     continue
   fi

@@ -4,8 +4,8 @@
 #
 #   scripts/lint.sh [--cppcheck-only | --tidy-only] [DIR...]
 #
-# DIRs default to the library and the server side:
-#   src/store src/projections src/protocol src/server src/client
+# DIRs default to src/, all of it: the library (store, projections), the
+# protocol codec, the server and the client.
 # The compile database comes from $EVS_LINT_BUILD_DIR (default build-lint/):
 # a configure-only CMake tree (clang, Debug so that assert() informs the
 # analyzer, CMAKE_EXPORT_COMPILE_COMMANDS=ON); nothing is compiled.
@@ -49,8 +49,7 @@ for arg in "$@"; do
     ;;
   esac
 done
-[ -n "$dirs" ] ||
-  dirs="src/store src/projections src/protocol src/server src/client"
+[ -n "$dirs" ] || dirs="src"
 
 find_tool() {
   for t in "$@"; do

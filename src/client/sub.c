@@ -338,7 +338,10 @@ int evs_client_sub_run(evs_client_sub *s, evs_client_event_cb cb, void *payload,
   if (cb == NULL)
     return evs__cl_err(EVS_EINVAL, "NULL callback");
   for (;;) {
-    const evs_event *ev;
+    /* Set only when evs_client_sub_next returns 1; the analyzer cannot
+     * see that s->end_code, returned when the subscription has ended, is
+     * always negative. */
+    const evs_event *ev = NULL;
     int rc = evs_client_sub_next(s, &ev, idle_ms);
     if (rc <= 0)
       return rc;

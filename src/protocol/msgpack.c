@@ -300,10 +300,8 @@ static int read_container(evs__mp_reader *r, int map, uint32_t *count) {
   uint8_t c = r->p[0];
   size_t hdr;
   uint64_t n;
-  if (!map && c >= 0x90 && c <= 0x9f) {
-    hdr = 1;
-    n = c & 0x0f;
-  } else if (map && c >= 0x80 && c <= 0x8f) {
+  if ((!map && c >= 0x90 && c <= 0x9f) || (map && c >= 0x80 && c <= 0x8f)) {
+    /* fixarray, fixmap */
     hdr = 1;
     n = c & 0x0f;
   } else if ((!map && c == 0xdc) || (map && c == 0xde)) {

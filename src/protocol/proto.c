@@ -82,7 +82,7 @@ const char *evs__proto_err_name(int code) {
     EVS_ERRNO_MAP(NAME_CASE)
 #undef NAME_CASE
 #define ERRNO_CASE(name)                                                       \
-  case -name:                                                                  \
+  case -(name):                                                                \
     return #name;
     EVS__PROTO_ERRNO(ERRNO_CASE)
 #undef ERRNO_CASE
@@ -116,7 +116,7 @@ int evs__proto_err_from_name(evs_slice name) {
 #undef FROM_NAME
 #define FROM_ERRNO(n)                                                          \
   if (slice_eq(name, #n))                                                      \
-    return -n;
+    return -(n);
   EVS__PROTO_ERRNO(FROM_ERRNO)
 #undef FROM_ERRNO
   return 0;
@@ -219,7 +219,7 @@ enum {
 };
 
 static const char *const key_names[K_COUNT] = { [K_UNKNOWN] = "",
-#define KEY_NAME(id, str) [K_##id] = str,
+#define KEY_NAME(id, str) [K_##id] = (str),
                                                 EVS__KEYS(KEY_NAME)
 #undef KEY_NAME
 };

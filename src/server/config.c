@@ -483,16 +483,15 @@ int evsd_addr_is_loopback(const struct sockaddr_storage *ss) {
 
 void evsd_addr_format(const struct sockaddr *sa, char *out, size_t len) {
   char host[INET6_ADDRSTRLEN] = "?";
-  unsigned port = 0;
   if (sa->sa_family == AF_INET) {
     const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
     inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
-    port = ntohs(v4->sin_port);
+    unsigned port = ntohs(v4->sin_port);
     snprintf(out, len, "%s:%u", host, port);
   } else if (sa->sa_family == AF_INET6) {
     const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
     inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
-    port = ntohs(v6->sin6_port);
+    unsigned port = ntohs(v6->sin6_port);
     snprintf(out, len, "[%s]:%u", host, port);
   } else {
     snprintf(out, len, "?");

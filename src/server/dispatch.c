@@ -304,10 +304,9 @@ static void append_done(evsd_server *srv, evsd_append *op) {
       secs * 1000.0 >= (double)srv->cfg->slow_commit_ms)
     evsd_log(EVSD_WARN, "event=slow_commit conn=%llu events=%u ms=%.1f",
              (unsigned long long)c->id, op->nevents, secs * 1000.0);
-  int idem = 0;
   if (op->status == 0) {
     EVSD_ADD(m->append_ok, 1);
-    idem = 1;
+    int idem = 1;
     for (uint32_t p = 0; p < op->nparts; p++)
       idem &= op->parts[p].result.idempotent;
     if (idem) {

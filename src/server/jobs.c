@@ -454,7 +454,7 @@ void evsd_jobs_tick(evsd_server *srv, uint64_t now) {
   }
 }
 
-void evsd_jobs_cancel(evsd_server *srv, evsd_conn *c) {
+void evsd_jobs_cancel(evsd_server *srv, const evsd_conn *c) {
   for (evsd_job *j = srv->jobs; j; j = j->next)
     if (c == NULL || j->c == c)
       __atomic_store_n(&j->cancel, 1, __ATOMIC_RELAXED);

@@ -333,7 +333,7 @@ void evsd_jobs_flush(evsd_server *srv);
 /* Once a second: a progress frame for every job that sent none lately. */
 void evsd_jobs_tick(evsd_server *srv, uint64_t now);
 /* Asks the jobs of `c` (NULL: every job) to stop early where they can. */
-void evsd_jobs_cancel(evsd_server *srv, evsd_conn *c);
+void evsd_jobs_cancel(evsd_server *srv, const evsd_conn *c);
 
 /* http.c */
 int evsd_http_start(evsd_server *srv, const char *hostport, char *bound,
