@@ -570,13 +570,13 @@ static int fan_cmp(const void *a, const void *b) {
  * Returns 0, or -1 when out of memory (nothing started). */
 static int fan_start(evsd_server *srv, evsd_sub **subs, size_t n) {
   evsd_fan *f = calloc(1, sizeof *f);
-  evsd_sub **m = malloc(n * sizeof *m);
+  evsd_sub **m = malloc(n * sizeof(evsd_sub *));
   if (f == NULL || m == NULL) {
     free(f);
     free(m);
     return -1;
   }
-  memcpy(m, subs, n * sizeof *m);
+  memcpy(m, subs, n * sizeof(evsd_sub *));
   f->srv = srv;
   f->m = m;
   f->n = n;
@@ -618,12 +618,12 @@ void evsd_subs_on_commit(evsd_server *srv) {
         continue;
       if (fan_eligible(s, head)) {
         if (n == cap) {
-          evsd_sub **nt = malloc(2 * cap * sizeof *nt);
+          evsd_sub **nt = malloc(2 * cap * sizeof(evsd_sub *));
           if (nt == NULL) {
             kick(s);
             continue;
           }
-          memcpy(nt, tail, n * sizeof *nt);
+          memcpy(nt, tail, n * sizeof(evsd_sub *));
           if (tail != small)
             free(tail);
           tail = nt;
@@ -636,7 +636,7 @@ void evsd_subs_on_commit(evsd_server *srv) {
     }
   }
   if (n > 1)
-    qsort(tail, n, sizeof *tail, fan_cmp);
+    qsort(tail, n, sizeof(evsd_sub *), fan_cmp);
   for (size_t i = 0; i < n;) {
     size_t j = i + 1;
     while (j < n && fan_cmp(&tail[i], &tail[j]) == 0)

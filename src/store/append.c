@@ -147,6 +147,8 @@ static int evs__item_eq(const evs__req *r, int streams, size_t i, size_t j,
     return r->name_len[i] == r->name_len[j] &&
            memcmp(r->parts[i].stream, r->parts[j].stream, r->name_len[i]) ==
                0;
+  /* a and b are NULL only when streams = 1. */
+  // cppcheck-suppress nullPointer
   return memcmp(a->bytes, b->bytes, 16) == 0;
 }
 
@@ -794,8 +796,11 @@ static int evs__write_part(evs__batch *b, evs__req *r, size_t p,
   evs__put_be64(sk, st->stream_id);
   uint64_t first_pos = b->next_pos;
   uint8_t vp_small[16], *vp = vp_small;
-  if (pt->count > 1 && (vp = malloc(16 * pt->count)) == NULL)
-    return ENOMEM;
+  if (pt->count > 1) {
+    vp = malloc(16 * pt->count);
+    if (vp == NULL)
+      return ENOMEM;
+  }
   for (size_t i = 0; i < pt->count; i++) {
     evs_event_data *e = &pt->events[i];
     evs__prep *pr = &r->prep[prep_off + i];
@@ -859,7 +864,6 @@ static int evs__write_part(evs__batch *b, evs__req *r, size_t p,
            : evs__put_multiple(b->txn, s->db_stream_index, &k, d);
   if (vp != vp_small)
     free(vp);
-  vp = vp_small;
   if (rc)
     return rc;
   st->last_version = base + (int64_t)pt->count - 1;

@@ -80,12 +80,12 @@ int evs__lmdb_err(int rc);
 #ifdef __clang_analyzer__
 /* The static analyzer (scripts/lint.sh) reads one file at a time, so it
  * cannot see that evs__err() returns `code` and that evs__lmdb_err() maps
- * only success to 0; it would then follow error returns as if they were
+ * success to 0 and every failure to a negative code; it would then follow error returns as if they were
  * successes. These models state both facts. They exist only for the
  * analyzer (errors.c, which defines the functions, #undefs them). */
 static inline int evs__an_lmdb_err(int rc) {
   int code = (evs__lmdb_err)(rc);
-  if ((rc != 0) != (code != 0))
+  if (rc == 0 ? code != 0 : code >= 0)
     __builtin_unreachable();
   return code;
 }
