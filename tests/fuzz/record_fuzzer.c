@@ -10,8 +10,9 @@
  *   - evs__record_peek() (no checksum: the cheap probes of the write path);
  *   - evs__stream_rec_decode().
  * A record that decodes is handed to what reads it next: evs__record_data()
- * (the bounded zstd decompression; it does not use its store argument,
- * which is NULL here), evs__visible_from() and the age cut of a stream.
+ * (the bounded zstd decompression; its store argument is NULL here, so a
+ * record compressed with a trained dictionary must fail cleanly: the
+ * regression input regress-dict-record-without-store), evs__visible_from() and the age cut of a stream.
  * Oracles: every slice lies inside the input; a decoded record satisfies
  * the bounds the writer guarantees; encoding what was decoded and decoding
  * that gives the same fields; evs__record_size() is an upper bound of the
