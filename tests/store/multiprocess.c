@@ -152,3 +152,85 @@ Test(store_multiprocess, reader_sees_other_process_appends, .timeout = 60) {
   tu_evlist_free(&all);
   tu_verify_clean(tu_store);
 }
+
+/* Similar small JSON events, for a dictionary to learn. */
+static void json_events(evs_event_data *ev, char (*buf)[160], int n,
+                        int first) {
+  for (int i = 0; i < n; i++) {
+    int len = snprintf(buf[i], sizeof buf[i],
+                       "{\"orderId\":\"o-%06d\",\"customer\":\"c-%04d\","
+                       "\"amount\":%d.%02d,\"currency\":\"EUR\","
+                       "\"status\":\"placed\"}",
+                       first + i, (first + i) * 7 % 10000, (first + i) % 500,
+                       (first + i) % 100);
+    tu_event(&ev[i], "OrderPlaced", buf[i], (size_t)len);
+  }
+}
+
+Test(store_multiprocess, dictionary_trained_by_another_process_is_read,
+     .timeout = 60) {
+  /* The parent keeps the store open while a child trains a dictionary and
+   * appends events compressed with it: the parent, which has never seen
+   * that dictionary, must load it to read them. */
+  int go[2], done[2];
+  cr_assert_eq(pipe(go), 0);
+  cr_assert_eq(pipe(done), 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    char c;
+    if (read(go[0], &c, 1) != 1)
+      _exit(20);
+    evs_store_options o = tu_opts(EVS_NOSYNC);
+    evs_store *s = NULL;
+    if (evs_store_open(&s, tu_dir, &o))
+      _exit(21);
+    if (evs_store_train_dictionary(s, 4096, 0, NULL))
+      _exit(22);
+    static char buf[100][160];
+    evs_event_data ev[100];
+    json_events(ev, buf, 100, 5000);
+    if (evs_append(s, "child", EVS_EXPECT_ANY, ev, 100, NULL))
+      _exit(23);
+    evs_stats st;
+    if (evs_store_stats(s, &st, 1) || st.compressed_events != 100)
+      _exit(24);
+    evs_store_close(s);
+    if (write(done[1], "x", 1) != 1)
+      _exit(25);
+    _exit(0);
+  }
+  evs_store_options o = tu_opts(EVS_NOSYNC);
+  tu_store = tu_open(tu_dir, &o);
+  static char buf[2000][160];
+  evs_event_data *ev = calloc(2000, sizeof *ev);
+  cr_assert_not_null(ev);
+  json_events(ev, buf, 2000, 0);
+  for (int i = 0; i < 2000; i += 100)
+    cr_assert_eq(evs_append(tu_store, "parent", EVS_EXPECT_ANY, ev + i, 100,
+                            NULL),
+                 0);
+  free(ev);
+  cr_assert_eq(write(go[1], "g", 1), 1);
+  char c;
+  cr_assert_eq(read(done[0], &c, 1), 1);
+  int st = 0;
+  cr_assert_eq(waitpid(pid, &st, 0), pid);
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d",
+            WEXITSTATUS(st));
+  tu_evlist l = tu_stream(tu_store, "child", NULL);
+  cr_assert_eq(l.n, 100);
+  char want[160];
+  for (int i = 0; i < 100; i++) {
+    int len = snprintf(want, sizeof want,
+                       "{\"orderId\":\"o-%06d\",\"customer\":\"c-%04d\","
+                       "\"amount\":%d.%02d,\"currency\":\"EUR\","
+                       "\"status\":\"placed\"}",
+                       5000 + i, (5000 + i) * 7 % 10000, (5000 + i) % 500,
+                       (5000 + i) % 100);
+    cr_assert_eq(l.ev[i].data_len, (size_t)len);
+    cr_assert_eq(memcmp(l.ev[i].data, want, (size_t)len), 0, "event %d", i);
+  }
+  tu_evlist_free(&l);
+  tu_verify_clean(tu_store);
+}
