@@ -930,14 +930,22 @@ int evs_read_all(evs_iter **out, evs_store *s,
     }
     it->prefix_len = strlen(it->prefix);
   }
-  /* Resolve the filters with a short transaction first. */
-  MDB_txn *txn;
+  it->lo_pos = 1;
+  it->hi_pos = UINT64_MAX;
+  if (o.until_position)
+    it->hi_pos = o.until_position;
+  /* Resolve the filters with a short transaction first (an unfiltered
+   * read, a subscription's usual batch, needs none). */
+  MDB_txn *txn = NULL;
+  int empty = 0;
+  uint64_t head_at_lookup = 0;
+  if (!o.category && !o.event_type && !o.since_ns && !o.until_ns)
+    goto resolved;
   rc = evs__read_begin(s, &txn);
   if (rc) {
     evs_iter_free(it);
     return rc;
   }
-  int empty = 0;
   if (o.category) {
     rc = evs__lookup_id(txn, s->db_cats, o.category, &it->cid);
     if (rc == EVS_ENOTFOUND)
@@ -954,10 +962,6 @@ int evs_read_all(evs_iter **out, evs_store *s,
       goto fail_txn;
     it->has_type = 1;
   }
-  it->lo_pos = 1;
-  it->hi_pos = UINT64_MAX;
-  if (o.until_position)
-    it->hi_pos = o.until_position;
   if (o.since_ns) {
     uint64_t p;
     rc = evs__first_position_at_or_after(s, txn, o.since_ns, &p);
@@ -976,7 +980,6 @@ int evs_read_all(evs_iter **out, evs_store *s,
   }
   /* The head as of the filter lookup: an empty filtered read's checkpoint
    * must not run past events committed after the lookup. */
-  uint64_t head_at_lookup = 0;
   {
     int64_t hts;
     rc = evs__log_head(s, txn, &head_at_lookup, &hts);
@@ -985,6 +988,7 @@ int evs_read_all(evs_iter **out, evs_store *s,
   }
   evs__read_end(s, txn);
   txn = NULL;
+resolved:
   if (it->has_cat) {
     it->kind = EVS__IT_INDEX;
     it->index_dbi = s->db_cat_index;
