@@ -129,9 +129,8 @@ static void ap_name(char *out, size_t cap, const char *what, const ap_cfg *a) {
              ap_size_name(a->data), bench_dur_name(a->dur),
              a->ids_v4 ? "/v4-ids" : "");
   else
-    snprintf(out, cap, "%s/b%zu/%s/%s%s", what, a->batch,
-             ap_size_name(a->data), bench_dur_name(a->dur),
-             a->ids_v4 ? "/v4-ids" : "");
+    snprintf(out, cap, "%s/b%zu/%s/%s%s", what, a->batch, ap_size_name(a->data),
+             bench_dur_name(a->dur), a->ids_v4 ? "/v4-ids" : "");
 }
 
 /* Opens a fresh store in a new directory. */

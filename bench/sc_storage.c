@@ -166,7 +166,8 @@ static void st_layout(bench_ctx *c) {
   bench_wl_free(&w);
 }
 
-/* ---- the store's trained dictionary --------------------------------------- */
+/* ---- the store's trained dictionary ---------------------------------------
+ */
 
 static void st_store_dict(bench_ctx *c) {
   const char *scen = "storage/zstd-store-dict-16KiB";
@@ -223,8 +224,8 @@ static void st_store_dict(bench_ctx *c) {
     bench_emit(c, scen, "data bytes/event", "bytes", st_one(stored / n),
                "raw-json", raw / n, note);
     bench_emit(c, scen, "bytes/event", "bytes",
-               st_one((double)after.map_used / (double)after.events), NULL,
-               NAN, "pages in use per event, the whole store");
+               st_one((double)after.map_used / (double)after.events), NULL, NAN,
+               "pages in use per event, the whole store");
   }
   if (s)
     evs_store_close(s);

@@ -42,22 +42,22 @@ typedef enum evs_durability {
 #define EVS_STORE_OPTIONS_VERSION 1
 
 typedef struct evs_store_options {
-  unsigned version;          /* EVS_STORE_OPTIONS_VERSION */
-  uint64_t map_size;         /* initial map size in bytes; 0 = 64 MiB */
-  uint64_t max_map_size;     /* growth limit; 0 = no limit but the OS's */
-  evs_durability durability; /* EVS_SYNC by default */
+  unsigned version;            /* EVS_STORE_OPTIONS_VERSION */
+  uint64_t map_size;           /* initial map size in bytes; 0 = 64 MiB */
+  uint64_t max_map_size;       /* growth limit; 0 = no limit but the OS's */
+  evs_durability durability;   /* EVS_SYNC by default */
   uint32_t compress_threshold; /* compress data of at least this many bytes;
                                   0 = 256; UINT32_MAX = never */
-  int compress_level;        /* zstd level; 0 = 3 */
-  uint32_t max_event_size;   /* data+metadata bytes; 0 = default (16 MiB),
-                                at most EVS_HARD_MAX_EVENT_SIZE */
-  uint32_t max_readers;      /* concurrent iterators/readers; 0 = 1024 */
-  int create;                /* create the directory and store if missing;
-                                1 by default */
-  int read_only;             /* open without write access */
+  int compress_level;          /* zstd level; 0 = 3 */
+  uint32_t max_event_size;     /* data+metadata bytes; 0 = default (16 MiB),
+                                  at most EVS_HARD_MAX_EVENT_SIZE */
+  uint32_t max_readers;        /* concurrent iterators/readers; 0 = 1024 */
+  int create;                  /* create the directory and store if missing;
+                                  1 by default */
+  int read_only;               /* open without write access */
 } evs_store_options;
 
-#define EVS_STORE_OPTIONS_INIT                                                \
+#define EVS_STORE_OPTIONS_INIT                                                 \
   { EVS_STORE_OPTIONS_VERSION, 0, 0, EVS_SYNC, 0, 0, 0, 0, 1, 0 }
 
 /*
@@ -102,15 +102,15 @@ EVS_EXTERN int evs_store_train_dictionary(evs_store *store, size_t dict_size,
 
 /* Counters and sizes, see evs_store_stats(). */
 typedef struct evs_stats {
-  uint64_t events;          /* events in the log (after compaction) */
-  uint64_t streams;         /* streams known, including deleted ones */
-  uint64_t last_position;   /* head of $all, 0 when empty */
+  uint64_t events;        /* events in the log (after compaction) */
+  uint64_t streams;       /* streams known, including deleted ones */
+  uint64_t last_position; /* head of $all, 0 when empty */
   int64_t last_timestamp_ns;
-  uint64_t map_size;        /* current map size in bytes */
-  uint64_t map_used;        /* bytes of the map in use (pages * size) */
-  uint64_t file_size;       /* data.mdb size on disk */
+  uint64_t map_size;  /* current map size in bytes */
+  uint64_t map_used;  /* bytes of the map in use (pages * size) */
+  uint64_t file_size; /* data.mdb size on disk */
   uint64_t page_size;
-  uint64_t data_bytes_raw;  /* sum of uncompressed data sizes */
+  uint64_t data_bytes_raw;    /* sum of uncompressed data sizes */
   uint64_t data_bytes_stored; /* sum of stored (possibly compressed) data */
   uint64_t compressed_events; /* events whose data is compressed */
   uint64_t event_types;
@@ -127,7 +127,7 @@ EVS_EXTERN int evs_store_stats(evs_store *store, evs_stats *out, int full);
 typedef struct evs_verify_report {
   uint64_t events_checked;
   uint64_t streams_checked;
-  uint64_t errors;          /* problems found; 0 = consistent */
+  uint64_t errors; /* problems found; 0 = consistent */
 } evs_verify_report;
 
 /*

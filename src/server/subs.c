@@ -153,9 +153,8 @@ static void batch_all(evsd_sub *s, evs_store *store, uint32_t page_bytes) {
   evs__proto_frame_open(&s->out, &f, EVS__K_EVENTS, s->rid, 0, NULL);
   evs__mp_w_key(&s->out, &f.map, "events");
   uint64_t cp = s->w_pos_cp;
-  int rc = read_all_into(store, &o, s->w_pos_cp, s->batch, page_bytes,
-                         &s->out, &s->w_n, &cp, &s->w_end, s->w_err,
-                         sizeof s->w_err);
+  int rc = read_all_into(store, &o, s->w_pos_cp, s->batch, page_bytes, &s->out,
+                         &s->w_n, &cp, &s->w_end, s->w_err, sizeof s->w_err);
   if (rc) {
     s->w_rc = rc;
     s->w_n = 0;

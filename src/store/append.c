@@ -145,8 +145,7 @@ static int evs__item_eq(const evs__req *r, int streams, size_t i, size_t j,
                         const evs_uuid *a, const evs_uuid *b) {
   if (streams)
     return r->name_len[i] == r->name_len[j] &&
-           memcmp(r->parts[i].stream, r->parts[j].stream, r->name_len[i]) ==
-               0;
+           memcmp(r->parts[i].stream, r->parts[j].stream, r->name_len[i]) == 0;
   /* a and b are NULL only when streams = 1. */
   // cppcheck-suppress nullPointer
   return memcmp(a->bytes, b->bytes, 16) == 0;
@@ -352,11 +351,10 @@ static int evs__prepare_append(evs_store *s, evs__req *r) {
       void *buf = malloc(bound);
       if (buf == NULL)
         break;
-      size_t n =
-          cdict ? ZSTD_compress_usingCDict((ZSTD_CCtx *)cctx, buf, bound,
-                                           pr->data, pr->data_len, cdict)
-                : ZSTD_compress2((ZSTD_CCtx *)cctx, buf, bound, pr->data,
-                                 pr->data_len);
+      size_t n = cdict ? ZSTD_compress_usingCDict((ZSTD_CCtx *)cctx, buf, bound,
+                                                  pr->data, pr->data_len, cdict)
+                       : ZSTD_compress2((ZSTD_CCtx *)cctx, buf, bound, pr->data,
+                                        pr->data_len);
       if (ZSTD_isError(n) || n >= pr->data_len - pr->data_len / 16) {
         free(buf); /* does not pay: store as is */
         continue;
@@ -478,8 +476,7 @@ static int evs__put_multiple(MDB_txn *txn, MDB_dbi dbi, MDB_val *k,
 
 /* Puts a batch's list entries: one MDB_MULTIPLE call per key, positions
  * in increasing order (MDB_APPENDDUP). LMDB code. */
-static int evs__flush_list(evs__batch *b, MDB_dbi dbi, evs__ipos *a,
-                           size_t n) {
+static int evs__flush_list(evs__batch *b, MDB_dbi dbi, evs__ipos *a, size_t n) {
   if (n == 0)
     return 0;
   /* Usually already sorted (one category, one type). */

@@ -80,9 +80,10 @@ int evs__lmdb_err(int rc);
 #ifdef __clang_analyzer__
 /* The static analyzer (scripts/lint.sh) reads one file at a time, so it
  * cannot see that evs__err() returns `code` and that evs__lmdb_err() maps
- * success to 0 and every failure to a negative code; it would then follow error returns as if they were
- * successes. These models state both facts. They exist only for the
- * analyzer (errors.c, which defines the functions, #undefs them). */
+ * success to 0 and every failure to a negative code; it would then follow error
+ * returns as if they were successes. These models state both facts. They exist
+ * only for the analyzer (errors.c, which defines the functions, #undefs them).
+ */
 static inline int evs__an_lmdb_err(int rc) {
   int code = (evs__lmdb_err)(rc);
   if (rc == 0 ? code != 0 : code >= 0)
@@ -311,8 +312,7 @@ int evs__submit_compact(evs_store *s, void *state);
 /* Runs fn inside a write transaction of the writer (a group of its own
  * kind): fn returns an LMDB code (fatal for the transaction) and sets
  * *req_rc to 0 or an EVS code for the request. Returns the request's code. */
-typedef int (*evs__txn_fn)(evs_store *s, MDB_txn *txn, void *arg,
-                           int *req_rc);
+typedef int (*evs__txn_fn)(evs_store *s, MDB_txn *txn, void *arg, int *req_rc);
 int evs__submit_fn(evs_store *s, evs__txn_fn fn, void *arg);
 
 /* Dictionaries (dict.c). */

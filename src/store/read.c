@@ -82,8 +82,8 @@ typedef struct evs__cache {
 struct evs_iter {
   evs_store *s;
   MDB_txn *txn;
-  MDB_cursor *cur;  /* stream_index, a filter index, or events */
-  MDB_cursor *ecur; /* events, for lookups by position (opened on use) */
+  MDB_cursor *cur;   /* stream_index, a filter index, or events */
+  MDB_cursor *ecur;  /* events, for lookups by position (opened on use) */
   uint64_t ecur_pos; /* where ecur is (0 = unknown) */
   int kind;
   evs_direction dir;
@@ -252,9 +252,8 @@ static int evs__stream_load(evs_iter *it, evs__cent *e) {
   if (rc)
     return rc;
   int show = !(st.flags & (EVS_STREAM_TOMBSTONED | EVS_STREAM_DELETED));
-  if (it->prefix_len &&
-      (name.len < it->prefix_len ||
-       memcmp(name.data, it->prefix, it->prefix_len) != 0))
+  if (it->prefix_len && (name.len < it->prefix_len ||
+                         memcmp(name.data, it->prefix, it->prefix_len) != 0))
     show = 0;
   if (it->has_cat && st.category_id != it->cid)
     show = 0;
@@ -516,8 +515,8 @@ static int evs__dup_next(evs_iter *it, uint64_t key, uint64_t from,
     }
     MDB_val k, m = { 0, NULL };
     rc = mdb_cursor_get(it->cur, &k, &m, MDB_NEXT_MULTIPLE);
-    if (rc == 0 && (m.mv_data == NULL || m.mv_size == 0 ||
-                    m.mv_size % it->esize != 0))
+    if (rc == 0 &&
+        (m.mv_data == NULL || m.mv_size == 0 || m.mv_size % it->esize != 0))
       rc = -1;
     if (rc == 0) {
       it->batch = (const uint8_t *)m.mv_data;
@@ -733,7 +732,8 @@ int evs_iter_next(evs_iter *it, const evs_event **ev) {
     evs__it_end(it);
     return 0;
   }
-  int rc = it->kind == EVS__IT_STREAM ? evs__next_stream(it) : evs__next_pos(it);
+  int rc =
+      it->kind == EVS__IT_STREAM ? evs__next_stream(it) : evs__next_pos(it);
   if (EVS__LIKELY(rc == 1)) {
     it->count++;
     *ev = &it->ev;

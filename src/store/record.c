@@ -2,9 +2,10 @@
  * evstore — encoding and decoding of stored records.
  *
  * Records are msgpack, written by a direct emitter (the bytes msgpack-c's
- * packer would write) and read back with a small bounded reader instead of msgpack_unpack(): the reader never
- * allocates, checks every declared length against the bytes that remain,
- * and hands out slices that point into the LMDB map (zero-copy reads).
+ * packer would write) and read back with a small bounded reader instead of
+ * msgpack_unpack(): the reader never allocates, checks every declared length
+ * against the bytes that remain, and hands out slices that point into the LMDB
+ * map (zero-copy reads).
  *
  * Event record (value of the `events` database):
  *   fixarray(9) [ stream_id, version, timestamp_ns, type_id, bin(16) id,
@@ -36,7 +37,11 @@ static inline size_t evs__mp_uint_len(uint64_t v) {
 static inline size_t evs__mp_int_len(int64_t v) {
   if (v >= 0)
     return evs__mp_uint_len((uint64_t)v);
-  return v >= -32 ? 1 : v >= -128 ? 2 : v >= -32768 ? 3 : v >= INT32_MIN ? 5 : 9;
+  return v >= -32         ? 1
+         : v >= -128      ? 2
+         : v >= -32768    ? 3
+         : v >= INT32_MIN ? 5
+                          : 9;
 }
 
 static inline size_t evs__mp_bin_len(size_t n) {
@@ -139,8 +144,7 @@ size_t evs__record_encode(void *out, const evs__record *r) {
 }
 
 size_t evs__stream_rec_size(const evs__stream_rec *s) {
-  return 1 + evs__mp_uint_len(s->stream_id) +
-         evs__mp_int_len(s->last_version) +
+  return 1 + evs__mp_uint_len(s->stream_id) + evs__mp_int_len(s->last_version) +
          evs__mp_uint_len(s->last_position) + evs__mp_uint_len(s->flags) +
          evs__mp_int_len(s->start_version) + evs__mp_uint_len(s->max_count) +
          evs__mp_uint_len(s->max_age_sec) +
@@ -295,7 +299,7 @@ static int evs__rd_int(evs__rcur *c, uint64_t *v, int *neg) {
 }
 
 static __attribute__((noinline)) int evs__rd_uint_slow(evs__rcur *c,
-                                                        uint64_t *v) {
+                                                       uint64_t *v) {
   int neg;
   if (evs__rd_int(c, v, &neg) != 0 || neg)
     return -1;
@@ -325,7 +329,7 @@ static inline int evs__rd_uint(evs__rcur *c, uint64_t *v) {
 }
 
 static __attribute__((noinline)) int evs__rd_sint_slow(evs__rcur *c,
-                                                        int64_t *v) {
+                                                       int64_t *v) {
   uint64_t u;
   int neg;
   if (evs__rd_int(c, &u, &neg) != 0)
@@ -361,9 +365,8 @@ static inline int evs__rd_sint(evs__rcur *c, int64_t *v) {
   return evs__rd_sint_slow(c, v);
 }
 
-static __attribute__((noinline)) int evs__rd_bin_slow(evs__rcur *c,
-                                                       const void **p,
-                                                       size_t *len) {
+static __attribute__((noinline)) int
+evs__rd_bin_slow(evs__rcur *c, const void **p, size_t *len) {
   if (c->p >= c->end)
     return -1;
   uint8_t t = *c->p++;

@@ -687,8 +687,8 @@ int evs__record_data(evs_store *s, const evs__record *r, void **buf,
                       "event data names dictionary %u, which the store "
                       "cannot provide",
                       id);
-    n = ZSTD_decompress_usingDDict((ZSTD_DCtx *)*dctx, *buf,
-                                   (size_t)r->raw_len, r->data, r->data_len,
+    n = ZSTD_decompress_usingDDict((ZSTD_DCtx *)*dctx, *buf, (size_t)r->raw_len,
+                                   r->data, r->data_len,
                                    (const ZSTD_DDict *)dd);
   } else {
     n = ZSTD_decompressDCtx((ZSTD_DCtx *)*dctx, *buf, (size_t)r->raw_len,

@@ -46,8 +46,8 @@ static cu_result run_local(const void *in, size_t len,
                            const char *const *args) {
   char env_db[4300];
   snprintf(env_db, sizeof env_db, "EVSTORE_DB=%s", local_db);
-  const char *envv[] = {env_db, "EVSTORE_DURABILITY=nosync", NULL};
-  cu_opts o = {tu_dir, envv, in, len, 120000};
+  const char *envv[] = { env_db, "EVSTORE_DURABILITY=nosync", NULL };
+  cu_opts o = { tu_dir, envv, in, len, 120000 };
   return cu_run(EVSTORE_CLI_PATH, args, &o);
 }
 
@@ -57,11 +57,10 @@ static cu_result run_remote_tok(const char *token, const void *in, size_t len,
                                 const char *const *args) {
   char env_connect[128], env_token[256];
   snprintf(env_connect, sizeof env_connect, "EVSTORE_CONNECT=%s", S->addr);
-  snprintf(env_token, sizeof env_token, "EVSTORE_TOKEN=%s",
-           token ? token : "");
-  const char *envv[] = {env_connect, "EVSTORE_DURABILITY=nosync",
-                        token ? env_token : NULL, NULL};
-  cu_opts o = {tu_dir, envv, in, len, 120000};
+  snprintf(env_token, sizeof env_token, "EVSTORE_TOKEN=%s", token ? token : "");
+  const char *envv[] = { env_connect, "EVSTORE_DURABILITY=nosync",
+                         token ? env_token : NULL, NULL };
+  cu_opts o = { tu_dir, envv, in, len, 120000 };
   return cu_run(EVSTORE_CLI_PATH, args, &o);
 }
 
@@ -70,7 +69,7 @@ static cu_result run_remote(const void *in, size_t len,
   return run_remote_tok(NULL, in, len, args);
 }
 
-#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define ARGS(...) ((const char *const[]){ __VA_ARGS__, NULL })
 
 /* Matches `pat` at s, where '9' stands for a digit. */
 static int match_digits(const char *s, const char *pat) {
@@ -133,7 +132,8 @@ static char *same_in(const void *in, size_t len, int want, int no_ts,
                what, r.status, want, r.out, r.err);
   char *lo = no_ts ? without_timestamps(l.out) : strdup(l.out);
   char *ro = no_ts ? without_timestamps(r.out) : strdup(r.out);
-  cr_assert_str_eq(ro, lo, "'%s': stdout differs\nlocal:\n%.3000s\nremote:\n"
+  cr_assert_str_eq(ro, lo,
+                   "'%s': stdout differs\nlocal:\n%.3000s\nremote:\n"
                    "%.3000s",
                    what, lo, ro);
   char *le = no_ts ? without_timestamps(l.err) : strdup(l.err);
@@ -169,47 +169,38 @@ static void same_no_ts(int want, const char *const *args) {
 #define TS(s) "\"timestamp\":\"2026-01-01T00:00:0" s "Z\""
 #define ID(n) "\"id\":\"0192f4c4-7a1b-7c3d-8e9f-0000000000" n "\""
 static const char scenario[] =
-    "{\"position\":1,\"stream\":\"order-1\",\"version\":0," ID("01")
-    ",\"type\":\"Placed\"," TS("1.000000001")
-    ",\"data\":{\"sku\":\"A-1\",\"qty\":2},\"metadata\":{\"user\":\"ann\"}}\n"
-    "{\"position\":2,\"stream\":\"order-1\",\"version\":1," ID("02")
-    ",\"type\":\"Paid\"," TS("2.5")
-    ",\"data\":{\"paid\":true},\"metadata\":null}\n"
-    "{\"position\":3,\"stream\":\"order-2\",\"version\":0," ID("03")
-    ",\"type\":\"Placed\"," TS("2.5")
-    ",\"data\":{\"sku\":\"B-7\"},\"metadata\":null}\n"
-    "{\"position\":4,\"stream\":\"cust-1\",\"version\":0," ID("04")
-    ",\"type\":\"Registered\"," TS("3")
-    ",\"data\":{\"name\":\"Zo\xc3\xab\"},\"metadata\":null}\n"
-    "{\"position\":5,\"stream\":\"bin-1\",\"version\":0," ID("05")
-    ",\"type\":\"Blob\"," TS("3")
-    ",\"data\":{\"$base64\":\"AAEC/w==\"},\"metadata\":null}\n"
-    "{\"position\":6,\"stream\":\"num-1\",\"version\":0," ID("06")
-    ",\"type\":\"Num\"," TS("4")
-    ",\"data\":{\"n\":123456789012345678901234567890,\"f\":0.1},"
-    "\"metadata\":null}\n"
-    "{\"position\":7,\"stream\":\"order-1\",\"version\":2," ID("07")
-    ",\"type\":\"Shipped\"," TS("5")
-    ",\"data\":{\"qty\":null,\"carrier\":\"ups\"},\"metadata\":null}\n"
-    "{\"position\":8,\"stream\":\"bad-1\",\"version\":0," ID("08")
-    ",\"type\":\"Bad\"," TS("6") ",\"data\":[1,2],\"metadata\":null}\n"
-    "{\"position\":9,\"stream\":\"gone-1\",\"version\":1," ID("09")
-    ",\"type\":\"X\"," TS("6") ",\"data\":{\"x\":2},\"metadata\":null}\n"
-    "{\"position\":10,\"stream\":\"del-1\",\"version\":0," ID("10")
-    ",\"type\":\"X\"," TS("7") ",\"data\":{},\"metadata\":null}\n"
-    "{\"position\":11,\"stream\":\"order-9\",\"version\":1," ID("11")
-    ",\"type\":\"Placed\"," TS("8") ",\"data\":{\"i\":1},\"metadata\":null}\n"
-    "{\"position\":12,\"stream\":\"order-9\",\"version\":2," ID("12")
-    ",\"type\":\"Paid\"," TS("9") ",\"data\":{\"i\":2},\"metadata\":null}\n"
-    "{\"stream\":\"del-1\",\"state\":\"deleted\",\"version\":0,\"metadata\":"
-    "{\"max_count\":null,\"max_age\":null,\"truncate_before\":null,"
-    "\"custom\":null}}\n"
-    "{\"stream\":\"order-9\",\"state\":\"active\",\"version\":2,\"metadata\":"
-    "{\"max_count\":2,\"max_age\":null,\"truncate_before\":null,"
-    "\"custom\":{\"k\":\"v\"}}}\n"
-    "{\"stream\":\"tomb-1\",\"state\":\"tombstoned\",\"version\":0,"
-    "\"metadata\":{\"max_count\":null,\"max_age\":null,"
-    "\"truncate_before\":null,\"custom\":null}}\n";
+    "{\"position\":1,\"stream\":\"order-1\",\"version\":0," ID(
+        "01") ",\"type\":\"Placed\"," TS("1.000000001") ",\"data\":{\"sku\":"
+                                                        "\"A-1\",\"qty\":2},"
+                                                        "\"metadata\":{"
+                                                        "\"user\":\"ann\"}}\n"
+                                                        "{\"position\":2,"
+                                                        "\"stream\":\"order-"
+                                                        "1\",\"version\":1," ID("02") ",\"type\":\"Paid\"," TS("2.5") ",\"data\":{\"paid\":true},\"metadata\":null}\n"
+                                                                                                                      "{\"position\":3,\"stream\":\"order-2\",\"version\":0," ID("03") ",\"type\":\"Placed\"," TS("2.5") ",\"data\":{\"sku\":\"B-7\"},\"metadata\":null}\n"
+                                                                                                                                                                                                                         "{\"position\":4,\"stream\":\"cust-1\",\"version\":0," ID("04") ",\"type\":\"Registered\"," TS("3") ",\"data\":{\"name\":\"Zo\xc3\xab\"},\"metadata\":null}\n"
+                                                                                                                                                                                                                                                                                                                             "{\"position\":5,\"stream\":\"bin-1\",\"version\":0," ID("05") ",\"type\":\"Blob\"," TS("3") ",\"data\":{\"$base64\":\"AAEC/w==\"},\"metadata\":null}\n"
+                                                                                                                                                                                                                                                                                                                                                                                                                          "{\"position\":6,\"stream\":\"num-1\",\"version\":0," ID("06") ",\"type\":\"Num\"," TS(
+                                                                                                                                                                                                                                                                                                                                                                                                                              "4") ",\"data\":{\"n\":123456789012345678901234567890,\"f\":0.1},"
+                                                                                                                                                                                                                                                                                                                                                                                                                                   "\"metadata\":null}\n"
+                                                                                                                                                                                                                                                                                                                                                                                                                                   "{\"position\":7,\"stream\":\"order-1\",\"version\":2," ID(
+                                                                                                                                                                                                                                                                                                                                                                                                                                       "07") ",\"type\":\"Shipped\"," TS("5") ",\"data\":{\"qty\":null,\"carrier\":\"ups\"},\"metadata\":null}\n"
+                                                                                                                                                                                                                                                                                                                                                                                                                                                                              "{\"position\":8,\"stream\":\"bad-1\",\"version\":0," ID("08") ",\"type\":\"Bad\"," TS(
+                                                                                                                                                                                                                                                                                                                                                                                                                                                                                  "6") ",\"data\":[1,2],\"metadata\":null}\n"
+                                                                                                                                                                                                                                                                                                                                                                                                                                                                                       "{\"position\":9,\"stream\":\"gone-1\",\"version\":1," ID("09") ",\"type\":\"X\"," TS("6") ",\"data\":{\"x\":2},\"metadata\":null}\n"
+                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                  "{\"position\":10,\"stream\":\"del-1\",\"version\":0," ID("10") ",\"type\":\"X\"," TS("7") ",\"data\":{},\"metadata\":null}\n"
+                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                             "{\"position\":11,\"stream\":\"order-9\",\"version\":1," ID("11") ",\"type\":\"Placed\"," TS(
+                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                 "8") ",\"data\":{\"i\":1},\"metadata\":null}\n"
+                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                      "{\"position\":12,\"stream\":\"order-9\",\"version\":2," ID("12") ",\"type\":\"Paid\"," TS("9") ",\"data\":{\"i\":2},\"metadata\":null}\n"
+                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                      "{\"stream\":\"del-1\",\"state\":\"deleted\",\"version\":0,\"metadata\":"
+                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                      "{\"max_count\":null,\"max_age\":null,\"truncate_before\":null,"
+                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                      "\"custom\":null}}\n"
+                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                      "{\"stream\":\"order-9\",\"state\":\"active\",\"version\":2,\"metadata\":"
+                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                      "{\"max_count\":2,\"max_age\":null,\"truncate_before\":null,"
+                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                      "\"custom\":{\"k\":\"v\"}}}\n"
+                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                      "{\"stream\":\"tomb-1\",\"state\":\"tombstoned\",\"version\":0,"
+                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                      "\"metadata\":{\"max_count\":null,\"max_age\":null,"
+                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                      "\"truncate_before\":null,\"custom\":null}}\n";
 
 /* Starts a server (extra arguments may be NULL) and imports the scenario
  * on both sides, comparing the import's output. */
@@ -253,8 +244,8 @@ Test(cli_remote, reads_are_byte_identical) {
   same(0, ARGS("read-all", "--type", "Placed"));
   same(0, ARGS("read-all", "--since", "2026-01-01T00:00:03Z", "--until",
                "2026-01-01T00:00:06Z"));
-  same(0, ARGS("read-all", "--category", "order", "--type", "Paid",
-               "--since", "@1767225600"));
+  same(0, ARGS("read-all", "--category", "order", "--type", "Paid", "--since",
+               "@1767225600"));
   same(0, ARGS("state", "order-1"));
   same(0, ARGS("state", "order-1", "--as-of", "2026-01-01T00:00:03Z"));
   same(0, ARGS("state", "--table", "order-1"));
@@ -286,10 +277,10 @@ Test(cli_remote, subscribe_catch_up_is_byte_identical) {
   same(0, ARGS("subscribe", "--category", "order", "--limit", "4"));
   same(0, ARGS("subscribe", "--all", "--type", "Placed", "--limit", "3"));
   same(0, ARGS("subscribe", "--stream", "order-1", "--limit", "3"));
-  same(0, ARGS("subscribe", "--stream", "order-1", "--from", "3",
-               "--limit", "1"));
-  same(0, ARGS("subscribe", "--stream", "order-9", "--from", "14",
-               "--limit", "1"));
+  same(0,
+       ARGS("subscribe", "--stream", "order-1", "--from", "3", "--limit", "1"));
+  same(0, ARGS("subscribe", "--stream", "order-9", "--from", "14", "--limit",
+               "1"));
   same(0, ARGS("subscribe", "--stream", "order-1", "--type", "Shipped",
                "--limit", "1"));
   same(0, ARGS("subscribe", "--all", "--limit", "0"));
@@ -306,11 +297,18 @@ Test(cli_remote, stats_replay_and_verify) {
   json_t *lo = ct_json(l.out), *ro = ct_json(r.out);
   /* Sizes of the files and maps depend on each store's history; the
    * counts and totals do not. */
-  static const char *const keys[] = {
-      "events",         "streams",           "event_types",
-      "categories",     "last_position",     "last_timestamp",
-      "page_size",      "data_bytes_raw",    "data_bytes_stored",
-      "compressed_events", "compression_ratio", NULL};
+  static const char *const keys[] = { "events",
+                                      "streams",
+                                      "event_types",
+                                      "categories",
+                                      "last_position",
+                                      "last_timestamp",
+                                      "page_size",
+                                      "data_bytes_raw",
+                                      "data_bytes_stored",
+                                      "compressed_events",
+                                      "compression_ratio",
+                                      NULL };
   for (size_t i = 0; keys[i]; i++) {
     char *a = ct_dump(json_object_get(lo, keys[i]));
     char *b = ct_dump(json_object_get(ro, keys[i]));
@@ -348,12 +346,12 @@ Test(cli_remote, writes_have_the_same_results_and_statuses) {
                "{\"sku\":\"C\"}", "--metadata", "{\"user\":\"bob\"}", "--id",
                id1, "--expected-version", "no-stream"));
   /* A retry with the same id: idempotent, the original result. */
-  same(0, ARGS("append", "order-3", "--type", "Placed", "--data",
-               "{\"sku\":\"C\"}", "--id", id1, "--expected-version",
-               "no-stream"));
+  same(0,
+       ARGS("append", "order-3", "--type", "Placed", "--data",
+            "{\"sku\":\"C\"}", "--id", id1, "--expected-version", "no-stream"));
   /* The id used elsewhere: a conflict. */
-  same(1, ARGS("append", "order-4", "--type", "Placed", "--data", "{}",
-               "--id", id1));
+  same(1, ARGS("append", "order-4", "--type", "Placed", "--data", "{}", "--id",
+               id1));
   same(3, ARGS("append", "order-3", "--type", "Paid", "--data", "{}",
                "--expected-version", "5"));
   same(3, ARGS("append", "order-3", "--type", "Paid", "--data", "{}",
@@ -376,10 +374,9 @@ Test(cli_remote, writes_have_the_same_results_and_statuses) {
   free(same_in(lines, sizeof lines - 1, 0, 0,
                ARGS("append", "batch-1", "--jsonl", "-")));
   /* Atomic failure: the second line's id is stored elsewhere. */
-  static const char conflict[] =
-      "{\"type\":\"A\",\"data\":{}}\n"
-      "{\"type\":\"A\",\"data\":{},\"id\":"
-      "\"0192f4c4-7a1b-7c3d-8e9f-0000000000b1\"}\n";
+  static const char conflict[] = "{\"type\":\"A\",\"data\":{}}\n"
+                                 "{\"type\":\"A\",\"data\":{},\"id\":"
+                                 "\"0192f4c4-7a1b-7c3d-8e9f-0000000000b1\"}\n";
   free(same_in(conflict, sizeof conflict - 1, 1, 0,
                ARGS("append", "batch-2", "--jsonl", "-")));
   same(4, ARGS("read", "batch-2"));
@@ -399,8 +396,8 @@ Test(cli_remote, writes_have_the_same_results_and_statuses) {
   same(0, ARGS("delete", "missing-3", "--hard"));
   same(0, ARGS("delete", "cust-1", "--hard"));
   same(4, ARGS("delete", "cust-1"));
-  same(0, ARGS("append", "order-2", "--type", "Again", "--data", "{}",
-               "--id", "0192f4c4-7a1b-7c3d-8e9f-0000000000c1"));
+  same(0, ARGS("append", "order-2", "--type", "Again", "--data", "{}", "--id",
+               "0192f4c4-7a1b-7c3d-8e9f-0000000000c1"));
   /* Everything written reads back the same (but for commit times). */
   same_no_ts(0, ARGS("read-all"));
   same_no_ts(0, ARGS("read", "batch-1"));
@@ -441,8 +438,15 @@ Test(cli_remote, import_modes_and_reimport) {
 
 /* Imports into a server whose frames are small: groups are split to fit. */
 Test(cli_remote, large_import_fits_the_server_frame_limit) {
-  const char *extra[] = {"--max-frame", "256K", "--max-event-size", "200K",
-                         "--max-events", "100", "--page-events", "7", NULL};
+  const char *extra[] = { "--max-frame",
+                          "256K",
+                          "--max-event-size",
+                          "200K",
+                          "--max-events",
+                          "100",
+                          "--page-events",
+                          "7",
+                          NULL };
   S = srv_start(NULL, extra);
   /* Runs of 150 events of one stream and one commit time: 450 KiB, more
    * than a frame and more than max-events. */
@@ -476,10 +480,10 @@ Test(cli_remote, follows_new_events_and_stops_on_a_signal) {
   S = srv_start(NULL, NULL);
   char env_connect[128];
   snprintf(env_connect, sizeof env_connect, "EVSTORE_CONNECT=%s", S->addr);
-  const char *envv[] = {env_connect, NULL};
-  cu_opts o = {tu_dir, envv, NULL, 0, 0};
-  cu_result r = run_remote(NULL, 0, ARGS("append", "s-1", "--type", "T",
-                                         "--data", "1"));
+  const char *envv[] = { env_connect, NULL };
+  cu_opts o = { tu_dir, envv, NULL, 0, 0 };
+  cu_result r =
+      run_remote(NULL, 0, ARGS("append", "s-1", "--type", "T", "--data", "1"));
   ct_assert_status(r, 0);
   cu_result_free(&r);
   cu_proc p = cu_start(EVSTORE_CLI_PATH,
@@ -524,7 +528,7 @@ static void start_with_tokens(void) {
   cr_assert_not_null(f);
   fputs(tokens, f);
   fclose(f);
-  const char *extra[] = {"--tokens", path, NULL};
+  const char *extra[] = { "--tokens", path, NULL };
   S = srv_start(NULL, extra);
   unlink(path);
   rmdir(dir);
@@ -548,16 +552,15 @@ static char *as(const char *token, int want, const char *const *args) {
 Test(cli_remote, tokens_allow_and_deny) {
   start_with_tokens();
   char *e = as(NULL, 1, ARGS("streams"));
-  cr_assert(strstr(e, S->addr) && strstr(e, "refused") &&
-                strstr(e, "--token"),
+  cr_assert(strstr(e, S->addr) && strstr(e, "refused") && strstr(e, "--token"),
             "%s", e);
   free(e);
   e = as("wrong", 1, ARGS("read-all"));
   cr_assert(strstr(e, "refused") && strstr(e, "not known"), "%s", e);
   free(e);
   /* --token and --connect on the command line. */
-  cu_result t = ct_run("streams", "--connect", S->addr, "--token",
-                       "reader-19bd", NULL);
+  cu_result t =
+      ct_run("streams", "--connect", S->addr, "--token", "reader-19bd", NULL);
   ct_assert_status(t, 0);
   cu_result_free(&t);
   t = ct_run("streams", "--token", "nope", "--connect", S->addr, NULL);
@@ -579,8 +582,7 @@ Test(cli_remote, tokens_allow_and_deny) {
   free(as("reader-19bd", 0, ARGS("subscribe", "--all", "--limit", "2")));
   e = as("reader-19bd", 1,
          ARGS("append", "order-1", "--type", "T", "--data", "{}"));
-  cr_assert(strstr(e, "not authorized") && strstr(e, "tokens file"), "%s",
-            e);
+  cr_assert(strstr(e, "not authorized") && strstr(e, "tokens file"), "%s", e);
   free(e);
   e = as("reader-19bd", 1, ARGS("replay", "counts"));
   cr_assert(strstr(e, "not authorized") && strstr(e, "rw:*"), "%s", e);
@@ -623,8 +625,7 @@ Test(cli_remote, tokens_allow_and_deny) {
       "{\"stream\":\"order-78\",\"version\":0,\"id\":"
       "\"0192f4c4-7a1b-7c3d-8e9f-000000000005\",\"type\":\"T\","
       "\"timestamp\":\"2030-01-01T00:00:00Z\",\"data\":{}}\n";
-  r = run_remote_tok("orders-5e21", theirs, sizeof theirs - 1,
-                     ARGS("import"));
+  r = run_remote_tok("orders-5e21", theirs, sizeof theirs - 1, ARGS("import"));
   ct_assert_status(r, 1);
   cr_assert(strstr(r.err, "not authorized"), "%s", r.err);
   cu_result_free(&r);
@@ -650,9 +651,12 @@ Test(cli_remote, a_server_that_is_not_running) {
   char addr[64];
   snprintf(addr, sizeof addr, "127.0.0.1:%d", closed_port());
   static const char *const cmds[][5] = {
-      {"read", "order-1", NULL},  {"append", "s-1", "--jsonl", "-"},
-      {"streams", NULL},          {"stats", NULL},
-      {"subscribe", "--all", NULL}, {"import", NULL},
+    { "read", "order-1", NULL },
+    { "append", "s-1", "--jsonl", "-" },
+    { "streams", NULL },
+    { "stats", NULL },
+    { "subscribe", "--all", NULL },
+    { "import", NULL },
   };
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
     const char *args[8];
@@ -663,7 +667,7 @@ Test(cli_remote, a_server_that_is_not_running) {
       args[k++] = cmds[i][j];
     args[k] = NULL;
     static const char in[] = "{\"type\":\"T\",\"data\":{}}\n";
-    cu_opts o = {tu_dir, NULL, in, sizeof in - 1, 60000};
+    cu_opts o = { tu_dir, NULL, in, sizeof in - 1, 60000 };
     cu_result r = cu_run(EVSTORE_CLI_PATH, args, &o);
     ct_assert_status(r, 1);
     cr_assert_eq(r.out_len, 0);
@@ -680,8 +684,7 @@ Test(cli_remote, a_server_that_is_not_running) {
   S = srv_start(NULL, NULL);
   r = ct_run("streams", "--connect", S->http, NULL);
   ct_assert_status(r, 1);
-  cr_assert(strstr(r.err, "evstored") && strstr(r.err, S->http), "%s",
-            r.err);
+  cr_assert(strstr(r.err, "evstored") && strstr(r.err, S->http), "%s", r.err);
   cu_result_free(&r);
 }
 
@@ -697,14 +700,14 @@ Test(cli_remote, choosing_the_store) {
   cu_result_free(&r);
   char env_connect[128];
   snprintf(env_connect, sizeof env_connect, "EVSTORE_CONNECT=%s", S->addr);
-  const char *envc[] = {env_connect, NULL};
+  const char *envc[] = { env_connect, NULL };
   r = ct_run_env(envc, "read", "only-remote", "--db", ct_db, NULL);
   ct_assert_status(r, 4);
   cu_result_free(&r);
   /* $EVSTORE_CONNECT alone, with --token from $EVSTORE_TOKEN ignored by a
    * server without tokens. */
-  const char *envv[] = {env_connect, "EVSTORE_TOKEN=whatever", NULL};
-  cu_opts o = {tu_dir, envv, NULL, 0, 60000};
+  const char *envv[] = { env_connect, "EVSTORE_TOKEN=whatever", NULL };
+  cu_opts o = { tu_dir, envv, NULL, 0, 60000 };
   r = cu_run(EVSTORE_CLI_PATH, ARGS("read", "only-remote"), &o);
   ct_assert_status(r, 0);
   cr_assert_eq(cu_count_lines(r.out), 1);

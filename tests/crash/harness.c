@@ -167,7 +167,7 @@ static int cr_child_main(int argc, char **argv) {
     return cr_child_library(&o);
   if (strcmp(mode, "server") == 0 && addr)
     return cr_child_server(&o, addr);
-  fprintf(stderr, "evs_crash child: mode '%s' is not implemented\n", mode);
+  fprintf(stderr, "evs_crash child: unknown mode '%s'\n", mode);
   return 2;
 }
 
