@@ -132,12 +132,12 @@ static const evs_uuid *evs__req_id(const evs__req *r, size_t k) {
 }
 
 static uint64_t evs__item_hash(const evs__req *r, int streams, size_t i,
-                               const evs_uuid **id) {
+                               const evs_uuid *id) {
   if (streams)
     return XXH3_64bits(r->parts[i].stream, r->name_len[i]);
   uint64_t a, b;
-  memcpy(&a, (*id)->bytes, 8);
-  memcpy(&b, (*id)->bytes + 8, 8);
+  memcpy(&a, id->bytes, 8);
+  memcpy(&b, id->bytes + 8, 8);
   return (a ^ (b * 0x9E3779B97F4A7C15ull)) * 0xBF58476D1CE4E5B9ull;
 }
 
@@ -186,7 +186,7 @@ static int evs__find_dup(const evs__req *r, int streams, size_t n,
       }
       id = ids[i] = &r->parts[p].events[e++].id;
     }
-    size_t h = (size_t)evs__item_hash(r, streams, i, &id) & (cap - 1);
+    size_t h = (size_t)evs__item_hash(r, streams, i, id) & (cap - 1);
     for (;; h = (h + 1) & (cap - 1)) {
       if (slot[h] == 0) {
         slot[h] = (uint32_t)i + 1;
