@@ -6,8 +6,8 @@
  * positions, so that a sparse filter over a long log reports progress and
  * notices cancellation). The batch is copied into the subscription's own
  * buffer and the iterator freed before the batch is returned, so no read
- * transaction outlives the call. At the head it waits on the store's commit
- * condition variable (evs__wait_commit).
+ * transaction outlives the call. At the head it waits for the store's next
+ * commit (evs__wait_commit).
  *
  * Reading up to an H taken before the read is what makes the checkpoint of
  * an exhausted read exact: every position up to H is visible to the
@@ -44,9 +44,10 @@ struct evs_sub {
   int last_caught;      /* caught_up of the last batch returned */
   uint64_t returned_cp; /* checkpoint of the last batch returned */
 
-  volatile int wake;      /* the cancel flag of evs__wait_commit: set (under
-                             the store's commit mutex) to wake a waiter */
+  volatile int wake;      /* the cancel flag of evs__wait_commit: set with
+                             evs__set_wait_flag to wake a waiter */
   volatile int cancelled; /* sticky; set with wake */
+  evs_iter *it;           /* $all and filtered reads: kept between batches */
 
   /* The batch. */
   evs_event *evs;
@@ -231,6 +232,7 @@ int evs_sub_open(evs_sub **out, evs_store *s, const evs_sub_options *opts) {
 void evs_sub_close(evs_sub *sub) {
   if (sub == NULL)
     return;
+  evs_iter_free(sub->it);
   free(sub->stream);
   free(sub->category);
   free(sub->prefix);
@@ -246,26 +248,18 @@ uint64_t evs_sub_checkpoint(const evs_sub *sub) {
 }
 
 /*
- * The wake and cancel flags are written under the store's commit mutex,
- * which evs__wait_commit holds while it tests them: a waiter either sees
- * the flag before it sleeps or is woken by the broadcast.
+ * The wake and cancel flags are published with evs__set_wait_flag, which
+ * evs__wait_commit's event count orders against its test: a waiter either
+ * sees the flag before it sleeps or is woken.
  */
 static void evs__sub_flag(evs_sub *sub, int cancel) {
-  pthread_mutex_lock(&sub->s->c_mu);
   if (cancel)
     __atomic_store_n(&sub->cancelled, 1, __ATOMIC_RELEASE);
-  __atomic_store_n(&sub->wake, 1, __ATOMIC_RELEASE);
-  pthread_cond_broadcast(&sub->s->c_cv);
-  pthread_mutex_unlock(&sub->s->c_mu);
+  evs__set_wait_flag(sub->s, &sub->wake, 1);
 }
 
 static int evs__sub_take_wake(evs_sub *sub) {
-  if (!__atomic_load_n(&sub->wake, __ATOMIC_ACQUIRE))
-    return 0;
-  pthread_mutex_lock(&sub->s->c_mu);
-  __atomic_store_n(&sub->wake, 0, __ATOMIC_RELEASE);
-  pthread_mutex_unlock(&sub->s->c_mu);
-  return 1;
+  return __atomic_exchange_n(&sub->wake, 0, __ATOMIC_ACQ_REL) != 0;
 }
 
 static int evs__sub_cancelled(const evs_sub *sub) {
@@ -310,15 +304,31 @@ static int evs__read_batch(evs_sub *sub, uint64_t head, size_t *n) {
   } else {
     if (hi - sub->cp > EVS__SUB_WINDOW)
       hi = sub->cp + EVS__SUB_WINDOW;
-    evs_read_all_options ao = EVS_READ_ALL_OPTIONS_INIT;
-    ao.from_position = sub->cp + 1;
-    ao.until_position = hi;
-    ao.category = sub->category;
-    ao.stream_prefix = sub->prefix;
-    ao.event_type = sub->type;
-    ao.group_size = sub->group_size;
-    ao.group_member = sub->group_member;
-    rc = evs_read_all(&it, sub->s, &ao);
+    /* The iterator of the last batch reads on from the newest snapshot,
+     * keeping its stream and type caches (a live subscription reads a few
+     * events per commit: opening a read for each costs more than them). */
+    rc = EVS_EINVAL;
+    if (sub->it) {
+      rc = evs__iter_restart(sub->it, sub->cp + 1, hi);
+      if (rc) {
+        evs_iter_free(sub->it);
+        sub->it = NULL;
+        if (rc != EVS_EINVAL)
+          return rc;
+      }
+    }
+    if (rc) {
+      evs_read_all_options ao = EVS_READ_ALL_OPTIONS_INIT;
+      ao.from_position = sub->cp + 1;
+      ao.until_position = hi;
+      ao.category = sub->category;
+      ao.stream_prefix = sub->prefix;
+      ao.event_type = sub->type;
+      ao.group_size = sub->group_size;
+      ao.group_member = sub->group_member;
+      rc = evs_read_all(&sub->it, sub->s, &ao);
+    }
+    it = sub->it;
   }
   if (rc)
     return rc;
@@ -351,7 +361,13 @@ static int evs__read_batch(evs_sub *sub, uint64_t head, size_t *n) {
       break;
     k++;
   }
-  evs_iter_free(it);
+  if (it != sub->it || rc < 0) {
+    evs_iter_free(it);
+    if (it == sub->it)
+      sub->it = NULL;
+  } else {
+    evs__iter_release(it); /* no snapshot held between batches */
+  }
   if (rc < 0) {
     /* Deliver nothing of a failed read: the checkpoint stays before it. */
     return rc;
@@ -375,14 +391,19 @@ int evs_sub_next(evs_sub *sub, evs_sub_batch *out, int timeout_ms) {
   memset(out, 0, sizeof *out);
   out->checkpoint = sub->cp;
   int64_t deadline = timeout_ms >= 0 ? evs__mono_ms() + timeout_ms : 0;
+  uint64_t seen = 0; /* a head this process committed, from the wait */
   for (;;) {
     if (evs__sub_cancelled(sub))
       return evs__err(EVS_ECANCELED, "subscription canceled");
     if (evs__store_closing(sub->s))
       return evs__err(EVS_ECLOSED, "store is closing");
-    uint64_t head;
-    int rc = evs_head_position(sub->s, &head);
-    if (rc)
+    uint64_t head = seen;
+    seen = 0;
+    int rc = 0;
+    /* A head published by this process's writer is committed: read up to
+     * it without asking LMDB again (other processes' commits are found
+     * here, when the wait ends without one). */
+    if (head <= sub->cp && (rc = evs_head_position(sub->s, &head)))
       return rc;
     if (head > sub->cp) {
       size_t n;
@@ -427,7 +448,7 @@ int evs_sub_next(evs_sub *sub, evs_sub_batch *out, int timeout_ms) {
       }
       wait_ms = left > INT32_MAX ? INT32_MAX : (int)left;
     }
-    evs__wait_commit(sub->s, sub->cp, wait_ms, &sub->wake);
+    seen = evs__wait_commit(sub->s, sub->cp, wait_ms, &sub->wake);
     if (evs__sub_cancelled(sub))
       return evs__err(EVS_ECANCELED, "subscription canceled");
     if (evs__sub_take_wake(sub)) {

@@ -1110,11 +1110,10 @@ static void evs__publish(evs_store *s, uint64_t head, int64_t ts,
                          const evs__group_info *g) {
   pthread_mutex_lock(&s->c_mu);
   if (head > s->committed_head) {
-    s->committed_head = head;
     s->committed_ts = ts;
+    __atomic_store_n(&s->committed_head, head, __ATOMIC_RELEASE);
   }
   s->commit_seq++;
-  pthread_cond_broadcast(&s->c_cv);
   for (evs__commit_listener *l = s->listeners; l; l = l->next) {
     if (l->fn)
       l->fn(s->committed_head, l->payload);
@@ -1122,6 +1121,7 @@ static void evs__publish(evs_store *s, uint64_t head, int64_t ts,
       l->group_fn(g, l->payload);
   }
   pthread_mutex_unlock(&s->c_mu);
+  evs__bump_commit_seq(s);
 }
 
 /* LMDB reports a short write as EIO ("short write, filesystem full?"): on
@@ -1357,7 +1357,7 @@ static void *evs__writer_main(void *arg) {
 
 void evs__writer_shutdown(evs_store *s) {
   pthread_mutex_lock(&s->q_mu);
-  s->closing = 1;
+  __atomic_store_n(&s->closing, 1, __ATOMIC_RELEASE);
   pthread_cond_broadcast(&s->wt_cv);
   pthread_cond_broadcast(&s->lead_cv);
   int started = s->writer_started;

@@ -182,9 +182,9 @@ typedef struct evs__commit_listener {
   void (*group_fn)(const evs__group_info *g, void *payload);
 } evs__commit_listener;
 
-/* Sets *flag (under the commit mutex) and wakes every evs__wait_commit
- * caller, so that a waiter passing `flag` as its cancel flag either sees
- * it before sleeping or is woken. `value` is stored with release order. */
+/* Stores *flag (release) and wakes every evs__wait_commit caller, so that a
+ * waiter passing `flag` as its cancel flag either sees it before sleeping or
+ * is woken. */
 void evs__set_wait_flag(evs_store *s, volatile int *flag, int value);
 
 #define EVS__MAX_DICTS 64
@@ -255,9 +255,9 @@ struct evs_store {
   uint32_t active_dict;
 
   /* Commit notification. */
-  pthread_mutex_t c_mu;
-  pthread_cond_t c_cv;
-  uint64_t committed_head;
+  pthread_mutex_t c_mu;    /* guards the listeners */
+  uint32_t c_seq;          /* the waiters' event count (futex word) */
+  uint64_t committed_head; /* atomic */
   int64_t committed_ts;
   uint64_t commit_seq;
   evs__commit_listener *listeners;
@@ -279,11 +279,25 @@ void evs__read_end(evs_store *s, MDB_txn *txn);
  * `need` is a hint of bytes needed (0 = adopt other process's size). */
 int evs__grow_map(evs_store *s, int adopt_only);
 
+/* Internal API for subscriptions: makes a forward $all or filtered read
+ * that has ended (or is between batches) read again, on the newest
+ * snapshot, from position `from` up to `until` (0 = no limit), with its
+ * filters and its caches of stream and type names. Returns 0, EVS_EINVAL
+ * when the iterator cannot be restarted (a stream or backward read, a
+ * temporal filter, or a filter that named nothing when it was opened: open
+ * a new one), or an error (the iterator is then in that error state). */
+int evs__iter_restart(evs_iter *it, uint64_t from, uint64_t until);
+/* Lets go of the iterator's snapshot until the next evs__iter_restart. */
+void evs__iter_release(evs_iter *it);
+
 /* Internal API for subscriptions: waits until the committed head exceeds
  * `after` or `timeout_ms` passes (-1 forever). Returns the head. */
 uint64_t evs__wait_commit(evs_store *s, uint64_t after, int timeout_ms,
                           const volatile int *cancel);
 void evs__wake_waiters(evs_store *s);
+/* Publishes whatever changed before the call to evs__wait_commit callers:
+ * increments the event count (release) and wakes every waiter. */
+void evs__bump_commit_seq(evs_store *s);
 int evs__add_commit_listener(evs_store *s, evs__commit_listener *l);
 void evs__remove_commit_listener(evs_store *s, evs__commit_listener *l);
 

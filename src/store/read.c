@@ -117,6 +117,7 @@ struct evs_iter {
   int has_type;
   uint64_t tid;
   uint32_t group_size, group_member;
+  int restartable; /* forward $all or index read (evs__iter_restart) */
   /* caches: streams ($all and index reads only) and types */
   evs__cache *sc;
   evs__cache tc;
@@ -1014,6 +1015,7 @@ resolved:
     *out = it;
     return 0;
   }
+  it->restartable = o.direction == EVS_FORWARD && !o.since_ns && !o.until_ns;
   rc = evs__it_begin(it);
   if (rc) {
     evs_iter_free(it);
@@ -1025,6 +1027,29 @@ fail_txn:
   evs__read_end(s, txn);
   evs_iter_free(it);
   return rc;
+}
+
+int evs__iter_restart(evs_iter *it, uint64_t from, uint64_t until) {
+  if (!it->restartable)
+    return EVS_EINVAL;
+  evs__it_end(it);
+  it->state = 0;
+  it->count = 0;
+  it->hi_pos = until ? until : UINT64_MAX;
+  it->next_pos = from > it->lo_pos ? from : it->lo_pos;
+  it->checkpoint = it->next_pos - 1;
+  if (it->next_pos > it->hi_pos) {
+    it->state = 1;
+    return 0;
+  }
+  int rc = evs__it_begin(it);
+  if (rc)
+    it->state = rc;
+  return rc;
+}
+
+void evs__iter_release(evs_iter *it) {
+  evs__it_end(it);
 }
 
 /* ---- temporal lookups -----------------------------------------------------

@@ -3,10 +3,13 @@
  * shared lookups.
  */
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <time.h>
 #include <zstd.h>
@@ -450,13 +453,6 @@ int evs_store_open(evs_store **out, const char *path,
   pthread_mutex_init(&s->d_mu, NULL);
   pthread_mutex_init(&s->rt_mu, NULL);
   pthread_mutex_init(&s->c_mu, NULL);
-  {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->c_cv, &ca);
-    pthread_condattr_destroy(&ca);
-  }
 
   rc = evs__reg_add(s);
   if (rc) {
@@ -601,7 +597,6 @@ void evs_store_close(evs_store *s) {
   pthread_mutex_destroy(&s->d_mu);
   pthread_mutex_destroy(&s->rt_mu);
   pthread_mutex_destroy(&s->c_mu);
-  pthread_cond_destroy(&s->c_cv);
   free(s->wbuf);
   free(s->path);
   free(s);
@@ -783,43 +778,66 @@ int64_t evs__visible_from(const evs__stream_rec *st) {
 
 /* ---- commit notification ------------------------------------------------ */
 
+/*
+ * Waiting for a commit is an event count on c_seq, a 32-bit word the
+ * publisher increments (release) after it stores the new head, and on which
+ * waiters sleep with a private futex. A waiter loads c_seq (acquire) before
+ * it tests its condition, and sleeps only while c_seq still holds the value
+ * it loaded: a commit (or flag) published after the test changes the word,
+ * so the futex call returns at once and the waiter tests again. Unlike a
+ * condition variable, no mutex is taken on either side: the 100 waiters a
+ * commit wakes run at once instead of queueing on the mutex one by one.
+ */
+static void evs__futex_wait(uint32_t *word, uint32_t val,
+                            const struct timespec *rel) {
+  (void)syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, rel, NULL, 0);
+}
+
+static void evs__futex_wake_all(uint32_t *word) {
+  (void)syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+void evs__bump_commit_seq(evs_store *s) {
+  __atomic_add_fetch(&s->c_seq, 1, __ATOMIC_RELEASE);
+  evs__futex_wake_all(&s->c_seq);
+}
+
+static int64_t evs__mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 uint64_t evs__wait_commit(evs_store *s, uint64_t after, int timeout_ms,
                           const volatile int *cancel) {
-  struct timespec deadline;
-  if (timeout_ms >= 0) {
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-      deadline.tv_sec++;
-      deadline.tv_nsec -= 1000000000L;
-    }
-  }
-  pthread_mutex_lock(&s->c_mu);
-  while (s->committed_head <= after && !(cancel && *cancel) && !s->closing) {
+  int64_t deadline =
+      timeout_ms >= 0 ? evs__mono_ns() + (int64_t)timeout_ms * 1000000 : 0;
+  for (;;) {
+    uint32_t seq = __atomic_load_n(&s->c_seq, __ATOMIC_ACQUIRE);
+    uint64_t head = __atomic_load_n(&s->committed_head, __ATOMIC_ACQUIRE);
+    if (head > after || (cancel && __atomic_load_n(cancel, __ATOMIC_ACQUIRE)) ||
+        __atomic_load_n(&s->closing, __ATOMIC_ACQUIRE))
+      return head;
     if (timeout_ms < 0) {
-      pthread_cond_wait(&s->c_cv, &s->c_mu);
-    } else if (pthread_cond_timedwait(&s->c_cv, &s->c_mu, &deadline) ==
-               ETIMEDOUT) {
-      break;
+      evs__futex_wait(&s->c_seq, seq, NULL);
+      continue;
     }
+    int64_t left = deadline - evs__mono_ns();
+    if (left <= 0)
+      return head;
+    struct timespec rel = { (time_t)(left / 1000000000),
+                            (long)(left % 1000000000) };
+    evs__futex_wait(&s->c_seq, seq, &rel);
   }
-  uint64_t head = s->committed_head;
-  pthread_mutex_unlock(&s->c_mu);
-  return head;
 }
 
 void evs__set_wait_flag(evs_store *s, volatile int *flag, int value) {
-  pthread_mutex_lock(&s->c_mu);
   __atomic_store_n(flag, value, __ATOMIC_RELEASE);
-  pthread_cond_broadcast(&s->c_cv);
-  pthread_mutex_unlock(&s->c_mu);
+  evs__bump_commit_seq(s);
 }
 
 void evs__wake_waiters(evs_store *s) {
-  pthread_mutex_lock(&s->c_mu);
-  pthread_cond_broadcast(&s->c_cv);
-  pthread_mutex_unlock(&s->c_mu);
+  evs__bump_commit_seq(s);
 }
 
 int evs__add_commit_listener(evs_store *s, evs__commit_listener *l) {

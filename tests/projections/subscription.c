@@ -423,6 +423,80 @@ Test(proj_sub, cancel_from_another_thread) {
   evs_sub_close(sub);
 }
 
+/* A live subscription keeps its read (and its cache of streams) from one
+ * batch to the next: a stream's metadata changed in between must still
+ * decide what the next batch shows. */
+Test(proj_sub, live_batches_follow_metadata_changes) {
+  uint64_t a0 = pu_append1(st, "cache-a", "X", "{}");
+  evs_sub *sub = open_sub(NULL);
+  evs_sub_batch b;
+  cr_assert_eq(evs_sub_next(sub, &b, 2000), 1);
+  cr_assert_eq(b.events[0].position, a0);
+  /* Hide every version of cache-a below 5, then append its version 1
+   * (hidden) and an event of another stream (shown). */
+  evs_stream_metadata md = EVS_STREAM_METADATA_INIT;
+  md.truncate_before = 5;
+  cr_assert_eq(evs_stream_set_metadata(st, "cache-a", &md), 0);
+  pu_append1(st, "cache-a", "X", "{}");
+  uint64_t b0 = pu_append1(st, "cache-b", "X", "{}");
+  int n = evs_sub_next(sub, &b, 2000);
+  cr_assert_eq(n, 1, "%d events", n);
+  cr_assert_eq(b.events[0].position, b0);
+  cr_assert_eq(b.checkpoint, b0);
+  /* The limit lifted: cache-a's next version shows again. */
+  md.truncate_before = -1;
+  cr_assert_eq(evs_stream_set_metadata(st, "cache-a", &md), 0);
+  uint64_t a2 = pu_append1(st, "cache-a", "X", "{}");
+  uint64_t c0 = pu_append1(st, "cache-c", "X", "{}");
+  n = evs_sub_next(sub, &b, 2000);
+  cr_assert_eq(n, 2, "%d events", n);
+  cr_assert_eq(b.events[0].position, a2);
+  cr_assert_eq(b.events[0].version, 2);
+  cr_assert_eq(b.events[1].position, c0);
+  evs_sub_close(sub);
+}
+
+#define WAITERS 24
+
+typedef struct waiter_arg {
+  evs_sub *sub;
+  int n;
+  uint64_t pos;
+} waiter_arg;
+
+static void *waiter_main(void *arg) {
+  waiter_arg *w = arg;
+  evs_sub_batch b;
+  w->n = evs_sub_next(w->sub, &b, 10000);
+  w->pos = w->n == 1 ? b.events[0].position : 0;
+  return NULL;
+}
+
+/* One commit wakes every subscriber blocked at the head. */
+Test(proj_sub, one_commit_wakes_every_blocked_subscriber) {
+  waiter_arg w[WAITERS];
+  pthread_t th[WAITERS];
+  evs_sub_batch b;
+  for (int i = 0; i < WAITERS; i++) {
+    w[i].sub = open_sub(NULL);
+    cr_assert_eq(evs_sub_next(w[i].sub, &b, 0), 0);
+    cr_assert_eq(pthread_create(&th[i], NULL, waiter_main, &w[i]), 0);
+  }
+  struct timespec ts = { 0, 50 * 1000000L };
+  nanosleep(&ts, NULL); /* most of them asleep by now */
+  int64_t t0 = tu_now_ns();
+  uint64_t p = pu_append1(st, "wake-1", "X", "{}");
+  for (int i = 0; i < WAITERS; i++)
+    pthread_join(th[i], NULL);
+  int64_t ms = (tu_now_ns() - t0) / 1000000;
+  for (int i = 0; i < WAITERS; i++) {
+    cr_assert_eq(w[i].n, 1, "subscriber %d: %d", i, w[i].n);
+    cr_assert_eq(w[i].pos, p);
+    evs_sub_close(w[i].sub);
+  }
+  cr_assert_lt(ms, 5000);
+}
+
 /* ---- bounded batches --------------------------------------------------------
  */
 
