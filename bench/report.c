@@ -345,7 +345,21 @@ static int eval_targets(bench_ctx *c, target_eval *t, int cap) {
   for (size_t i = 0; i < sizeof lat_targets / sizeof lat_targets[0]; i++) {
     T_ADD(lat_targets[i].name, 1.0, 1);
     r = bench_find(c, lat_targets[i].scen, "p99", NULL);
-    if (r && !isnan(r->value)) {
+    /* In-process, 100 subscribers run either on a thread each or all on
+     * one thread (evs_sub_run_many, the library's way for many): the
+     * target takes the better of the two and names both. */
+    char grouped[80];
+    snprintf(grouped, sizeof grouped, "%s-1thread", lat_targets[i].scen);
+    const bench_result *g = bench_find(c, grouped, "p99", NULL);
+    if (r && !isnan(r->value) && g && !isnan(g->value)) {
+      double best = g->value < r->value ? g->value : r->value;
+      T_LAST->ratio = best / lat_targets[i].limit_us;
+      snprintf(T_LAST->why, sizeof T_LAST->why,
+               "p99 %.0f us (%s) against %.0f us: %.0f us with the 100 on "
+               "one thread (evs_sub_run_many), %.0f us with a thread each",
+               best, lat_targets[i].what, lat_targets[i].limit_us, g->value,
+               r->value);
+    } else if (r && !isnan(r->value)) {
       T_LAST->ratio = r->value / lat_targets[i].limit_us;
       snprintf(T_LAST->why, sizeof T_LAST->why,
                "p99 %.0f us (%s) against %.0f us", r->value,

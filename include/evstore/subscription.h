@@ -175,6 +175,31 @@ typedef struct evs_sub_callbacks {
 EVS_EXTERN int evs_sub_run(evs_sub *sub, const evs_sub_callbacks *cbs,
                            void *payload);
 
+/*
+ * Runs n subscriptions of one store in the calling thread, as evs_sub_run()
+ * runs one: every event of subs[i] goes to cbs[i] with payloads[i], in log
+ * order. A commit wakes this one thread, which then delivers each
+ * subscription's new events in turn, one batch per subscription per round
+ * (one far behind does not hold up the others). With many subscribers and
+ * few cores, n threads that each wake up and read cost more than the reads
+ * themselves: this is the way to run many subscriptions of one process
+ * (several threads can each run a share of them).
+ *
+ * Subscription i ends when one of its callbacks returns non-zero, when it
+ * is canceled (evs_sub_cancel(), from any thread) or on an error of its
+ * read; results[i] (results may be NULL) then receives what evs_sub_run()
+ * would have returned, and the others go on. All callbacks run in this
+ * thread, one at a time. Commits of other processes are noticed within a
+ * second (this process's own at once). Returns when every subscription has
+ * ended: 0 if each was stopped by a callback or canceled, otherwise the
+ * first other error (EVS_ECLOSED when the store closed, say).
+ * Errors: EVS_EINVAL (a NULL argument, n = 0, subscriptions of different
+ * stores, unknown callbacks version), EVS_ENOMEM.
+ */
+EVS_EXTERN int evs_sub_run_many(evs_sub *const *subs,
+                                const evs_sub_callbacks *const *cbs,
+                                void *const *payloads, size_t n, int *results);
+
 #ifdef __cplusplus
 }
 #endif

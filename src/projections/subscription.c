@@ -15,6 +15,7 @@
  * read starting at H+1 has no gap and no duplicate.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -384,14 +385,13 @@ static int evs__store_closing(evs_store *s) {
   return __atomic_load_n(&s->closing, __ATOMIC_ACQUIRE);
 }
 
-int evs_sub_next(evs_sub *sub, evs_sub_batch *out, int timeout_ms) {
-  evs__clear_error();
-  if (sub == NULL || out == NULL)
-    return evs__err(EVS_EINVAL, "NULL subscription or output");
+/* evs_sub_next(); `seen` is a head this process's writer published (0 =
+ * none known): read up to it without asking LMDB. */
+static int evs__sub_next(evs_sub *sub, evs_sub_batch *out, int timeout_ms,
+                         uint64_t seen) {
   memset(out, 0, sizeof *out);
   out->checkpoint = sub->cp;
   int64_t deadline = timeout_ms >= 0 ? evs__mono_ms() + timeout_ms : 0;
-  uint64_t seen = 0; /* a head this process committed, from the wait */
   for (;;) {
     if (evs__sub_cancelled(sub))
       return evs__err(EVS_ECANCELED, "subscription canceled");
@@ -458,6 +458,37 @@ int evs_sub_next(evs_sub *sub, evs_sub_batch *out, int timeout_ms) {
   }
 }
 
+int evs_sub_next(evs_sub *sub, evs_sub_batch *out, int timeout_ms) {
+  evs__clear_error();
+  if (sub == NULL || out == NULL)
+    return evs__err(EVS_EINVAL, "NULL subscription or output");
+  return evs__sub_next(sub, out, timeout_ms, 0);
+}
+
+/* Delivers batch b to the callbacks; 0 to go on, or what the run returns. */
+static int evs__deliver(const evs_sub_batch *b, const evs_sub_callbacks *cbs,
+                        void *payload, int *prev_caught) {
+  for (size_t i = 0; i < b->count; i++) {
+    if (cbs->on_event) {
+      int r = cbs->on_event(&b->events[i], payload);
+      if (r)
+        return r > 0 ? evs__err(EVS_ESTOPPED, "stopped by on_event") : r;
+    }
+  }
+  if (cbs->on_batch_end) {
+    int r = cbs->on_batch_end(b->checkpoint, b->caught_up, payload);
+    if (r)
+      return r > 0 ? evs__err(EVS_ESTOPPED, "stopped by on_batch_end") : r;
+  }
+  if (b->caught_up && !*prev_caught && cbs->on_caught_up) {
+    int r = cbs->on_caught_up(b->checkpoint, payload);
+    if (r)
+      return r > 0 ? evs__err(EVS_ESTOPPED, "stopped by on_caught_up") : r;
+  }
+  *prev_caught = b->caught_up;
+  return 0;
+}
+
 int evs_sub_run(evs_sub *sub, const evs_sub_callbacks *cbs, void *payload) {
   evs__clear_error();
   if (sub == NULL || cbs == NULL)
@@ -472,23 +503,82 @@ int evs_sub_run(evs_sub *sub, const evs_sub_callbacks *cbs, void *payload) {
       continue; /* an interrupt */
     if (rc < 0)
       return rc;
-    for (size_t i = 0; i < b.count; i++) {
-      if (cbs->on_event) {
-        int r = cbs->on_event(&b.events[i], payload);
-        if (r)
-          return r > 0 ? evs__err(EVS_ESTOPPED, "stopped by on_event") : r;
-      }
-    }
-    if (cbs->on_batch_end) {
-      int r = cbs->on_batch_end(b.checkpoint, b.caught_up, payload);
-      if (r)
-        return r > 0 ? evs__err(EVS_ESTOPPED, "stopped by on_batch_end") : r;
-    }
-    if (b.caught_up && !prev_caught && cbs->on_caught_up) {
-      int r = cbs->on_caught_up(b.checkpoint, payload);
-      if (r)
-        return r > 0 ? evs__err(EVS_ESTOPPED, "stopped by on_caught_up") : r;
-    }
-    prev_caught = b.caught_up;
+    rc = evs__deliver(&b, cbs, payload, &prev_caught);
+    if (rc)
+      return rc;
   }
+}
+
+int evs_sub_run_many(evs_sub *const *subs, const evs_sub_callbacks *const *cbs,
+                     void *const *payloads, size_t n, int *results) {
+  evs__clear_error();
+  if (subs == NULL || cbs == NULL || n == 0)
+    return evs__err(EVS_EINVAL, "NULL subscriptions or callbacks, or none");
+  evs_store *s = subs[0] ? subs[0]->s : NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (subs[i] == NULL || cbs[i] == NULL)
+      return evs__err(EVS_EINVAL, "subscription %zu: NULL", i);
+    if (subs[i]->s != s)
+      return evs__err(EVS_EINVAL, "subscription %zu belongs to another store",
+                      i);
+    if (cbs[i]->version != EVS_SUB_CALLBACKS_VERSION)
+      return evs__err(EVS_EINVAL,
+                      "subscription %zu: unknown callbacks "
+                      "version %u",
+                      i, cbs[i]->version);
+  }
+  /* Per subscription: 0 = running, 1 = ended; and the caught-up edge. */
+  unsigned char *st = calloc(n, 2);
+  if (st == NULL)
+    return evs__err(EVS_ENOMEM, "out of memory");
+  int first_err = 0;
+  char first_msg[512] = "";
+  size_t running = n;
+  while (running > 0) {
+    /* The event count before the round: a commit, cancel or close after
+     * this load ends the wait below at once. */
+    uint32_t seq = __atomic_load_n(&s->c_seq, __ATOMIC_ACQUIRE);
+    uint64_t head = __atomic_load_n(&s->committed_head, __ATOMIC_ACQUIRE);
+    int progressed = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (st[2 * i])
+        continue;
+      evs_sub *sub = subs[i];
+      uint64_t cp0 = sub->cp;
+      evs_sub_batch b;
+      int rc = evs__sub_next(sub, &b, 0, head);
+      if (rc == EVS_ETIMEDOUT) {
+        /* At the head, an interrupt, or a window with nothing for it. */
+        progressed |= sub->cp != cp0;
+        continue;
+      }
+      int stopped = 0; /* by a callback */
+      if (rc >= 0) {
+        progressed = 1;
+        int caught = st[2 * i + 1];
+        rc = evs__deliver(&b, cbs[i], payloads ? payloads[i] : NULL, &caught);
+        st[2 * i + 1] = (unsigned char)caught;
+        if (rc == 0)
+          continue;
+        stopped = 1;
+      }
+      /* Subscription i ends with rc. */
+      st[2 * i] = 1;
+      running--;
+      if (results)
+        results[i] = rc;
+      if (!stopped && rc != EVS_ECANCELED && first_err == 0) {
+        first_err = rc;
+        snprintf(first_msg, sizeof first_msg, "subscription %zu: %s", i,
+                 evs_last_error());
+      }
+      evs__clear_error();
+    }
+    if (running > 0 && !progressed)
+      evs__wait_seq(s, seq, 1000);
+  }
+  free(st);
+  if (first_err)
+    return evs__err(first_err, "%s", first_msg);
+  return 0;
 }

@@ -295,6 +295,10 @@ void evs__iter_release(evs_iter *it);
 uint64_t evs__wait_commit(evs_store *s, uint64_t after, int timeout_ms,
                           const volatile int *cancel);
 void evs__wake_waiters(evs_store *s);
+/* Sleeps until the event count differs from `seq` (loaded, with acquire,
+ * before the caller tested what it waits for), the store closes, or
+ * timeout_ms (-1 = none) passes; may return early. */
+void evs__wait_seq(evs_store *s, uint32_t seq, int timeout_ms);
 /* Publishes whatever changed before the call to evs__wait_commit callers:
  * increments the event count (release) and wakes every waiter. */
 void evs__bump_commit_seq(evs_store *s);

@@ -831,6 +831,15 @@ uint64_t evs__wait_commit(evs_store *s, uint64_t after, int timeout_ms,
   }
 }
 
+void evs__wait_seq(evs_store *s, uint32_t seq, int timeout_ms) {
+  if (__atomic_load_n(&s->c_seq, __ATOMIC_ACQUIRE) != seq ||
+      __atomic_load_n(&s->closing, __ATOMIC_ACQUIRE))
+    return;
+  struct timespec rel = { (time_t)(timeout_ms / 1000),
+                          (long)(timeout_ms % 1000) * 1000000L };
+  evs__futex_wait(&s->c_seq, seq, timeout_ms >= 0 ? &rel : NULL);
+}
+
 void evs__set_wait_flag(evs_store *s, volatile int *flag, int value) {
   __atomic_store_n(flag, value, __ATOMIC_RELEASE);
   evs__bump_commit_seq(s);

@@ -589,3 +589,156 @@ Test(proj_sub, callback_runner) {
   cr_assert_eq(s.batches, 4); /* 8+8+8+6; the run stops inside the 5th */
   evs_sub_close(sub);
 }
+
+/* ---- many subscriptions on one thread ------------------------------------ */
+
+typedef struct many_state {
+  const char *want_prefix; /* NULL = every stream */
+  uint64_t last;
+  int events, stop_after, caught;
+  int bad_order, bad_stream;
+} many_state;
+
+static int many_on_event(const evs_event *ev, void *payload) {
+  many_state *m = payload;
+  if (ev->position <= m->last)
+    m->bad_order++;
+  m->last = ev->position;
+  if (m->want_prefix &&
+      (ev->stream.len < strlen(m->want_prefix) ||
+       memcmp(ev->stream.data, m->want_prefix, strlen(m->want_prefix)) != 0))
+    m->bad_stream++;
+  return ++m->events == m->stop_after ? 1 : 0;
+}
+
+static int many_on_caught_up(uint64_t cp, void *payload) {
+  (void)cp;
+  ((many_state *)payload)->caught++;
+  return 0;
+}
+
+typedef struct live_writer_arg {
+  int n;
+} live_writer_arg;
+
+static void *many_writer(void *arg) {
+  live_writer_arg *w = arg;
+  for (int i = 0; i < w->n; i++) {
+    char stream[32];
+    snprintf(stream, sizeof stream, "%s-%d", i % 2 ? "cart" : "order", i % 5);
+    pu_append1(st, stream, "Live", "{}");
+    if (i % 10 == 0)
+      tu_sleep_ms(2);
+  }
+  return NULL;
+}
+
+Test(proj_sub, run_many_delivers_each_subscription_its_events) {
+  /* 40 events stored before (catch-up), 60 appended while running. */
+  for (int i = 0; i < 40; i++) {
+    char stream[32];
+    snprintf(stream, sizeof stream, "%s-%d", i % 2 ? "cart" : "order", i % 5);
+    pu_append1(st, stream, "Old", "{}");
+  }
+  evs_sub_options all = EVS_SUB_OPTIONS_INIT;
+  evs_sub_options orders = EVS_SUB_OPTIONS_INIT;
+  orders.category = "order";
+  evs_sub_options one = EVS_SUB_OPTIONS_INIT;
+  one.stream = "cart-1";
+  evs_sub_options from_end = EVS_SUB_OPTIONS_INIT;
+  from_end.start = EVS_SUB_FROM_END;
+  evs_sub *subs[4] = { open_sub(&all), open_sub(&orders), open_sub(&one),
+                       open_sub(&from_end) };
+  /* Totals over the 100 events: cart-1 gets i % 10 == 1 (10 of them);
+   * from the end: the 60 live ones. */
+  many_state m[4] = {
+    { NULL, 0, 0, 100, 0, 0, 0 },
+    { "order-", 0, 0, 50, 0, 0, 0 },
+    { "cart-1", 0, 0, 10, 0, 0, 0 },
+    { NULL, 40, 0, 60, 0, 0, 0 },
+  };
+  evs_sub_callbacks cb = EVS_SUB_CALLBACKS_INIT;
+  cb.on_event = many_on_event;
+  cb.on_caught_up = many_on_caught_up;
+  const evs_sub_callbacks *cbs[4] = { &cb, &cb, &cb, &cb };
+  void *payloads[4] = { &m[0], &m[1], &m[2], &m[3] };
+  int results[4] = { 1, 1, 1, 1 };
+  live_writer_arg w = { 60 };
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, many_writer, &w), 0);
+  int rc = evs_sub_run_many(subs, cbs, payloads, 4, results);
+  pthread_join(th, NULL);
+  cr_assert_eq(rc, 0, "%s: %s", evs_err_name(rc), evs_last_error());
+  for (int i = 0; i < 4; i++) {
+    cr_assert_eq(results[i], EVS_ESTOPPED, "subscription %d: %s", i,
+                 evs_err_name(results[i]));
+    cr_assert_eq(m[i].events, m[i].stop_after, "subscription %d", i);
+    cr_assert_eq(m[i].bad_order, 0, "subscription %d", i);
+    cr_assert_eq(m[i].bad_stream, 0, "subscription %d", i);
+    cr_assert_leq(m[i].caught, 1, "subscription %d", i);
+    evs_sub_close(subs[i]);
+  }
+  cr_assert_eq(m[0].last, 100);
+}
+
+static void *cancel_all_later(void *arg) {
+  evs_sub **subs = arg;
+  tu_sleep_ms(100);
+  pu_append1(st, "late-1", "Late", "{}");
+  tu_sleep_ms(50);
+  evs_sub_cancel(subs[0]);
+  tu_sleep_ms(50);
+  evs_sub_cancel(subs[1]);
+  return NULL;
+}
+
+Test(proj_sub, run_many_cancel_ends_each_subscription) {
+  evs_sub *subs[2] = { open_sub(NULL), open_sub(NULL) };
+  many_state m[2] = { { NULL, 0, 0, 0, 0, 0, 0 }, { NULL, 0, 0, 0, 0, 0, 0 } };
+  evs_sub_callbacks cb = EVS_SUB_CALLBACKS_INIT;
+  cb.on_event = many_on_event;
+  const evs_sub_callbacks *cbs[2] = { &cb, &cb };
+  void *payloads[2] = { &m[0], &m[1] };
+  int results[2] = { 0, 0 };
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, cancel_all_later, subs), 0);
+  int64_t t0 = tu_now_ns();
+  int rc = evs_sub_run_many(subs, cbs, payloads, 2, results);
+  int64_t ms = (tu_now_ns() - t0) / 1000000;
+  pthread_join(th, NULL);
+  cr_assert_eq(rc, 0, "%s: %s", evs_err_name(rc), evs_last_error());
+  cr_assert_eq(results[0], EVS_ECANCELED);
+  cr_assert_eq(results[1], EVS_ECANCELED);
+  /* The live event reached both before they were canceled, at once. */
+  cr_assert_eq(m[0].events, 1);
+  cr_assert_eq(m[1].events, 1);
+  cr_assert_lt(ms, 900, "a cancel waited for the 1 s poll: %lld ms",
+               (long long)ms);
+  evs_sub_close(subs[0]);
+  evs_sub_close(subs[1]);
+}
+
+Test(proj_sub, run_many_bad_arguments) {
+  evs_sub *a = open_sub(NULL);
+  char dir2[4200];
+  snprintf(dir2, sizeof dir2, "%s/other", tu_dir);
+  evs_store *st2 = pu_open_store(dir2);
+  evs_sub *b = NULL;
+  cr_assert_eq(evs_sub_open(&b, st2, NULL), 0);
+  evs_sub_callbacks cb = EVS_SUB_CALLBACKS_INIT;
+  evs_sub_callbacks bad = cb;
+  bad.version = 99;
+  const evs_sub_callbacks *cbs[2] = { &cb, &cb };
+  const evs_sub_callbacks *badcbs[2] = { &cb, &bad };
+  evs_sub *two[2] = { a, b };
+  evs_sub *same[2] = { a, a };
+  cr_assert_eq(evs_sub_run_many(NULL, cbs, NULL, 1, NULL), EVS_EINVAL);
+  cr_assert_eq(evs_sub_run_many(two, NULL, NULL, 1, NULL), EVS_EINVAL);
+  cr_assert_eq(evs_sub_run_many(two, cbs, NULL, 0, NULL), EVS_EINVAL);
+  cr_assert_eq(evs_sub_run_many(two, cbs, NULL, 2, NULL), EVS_EINVAL);
+  cr_assert(strstr(evs_last_error(), "another store") != NULL);
+  cr_assert_eq(evs_sub_run_many(same, badcbs, NULL, 2, NULL), EVS_EINVAL);
+  evs_sub_close(a);
+  evs_sub_close(b);
+  evs_store_close(st2);
+}
