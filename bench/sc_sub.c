@@ -159,7 +159,7 @@ static void *live_main(void *arg) {
       uint64_t pos = b.events[i].position;
       if (pos < ls->sh->cap)
         ls->deliv_ns[pos] = now;
-      __atomic_fetch_add(&ls->received, 1, __ATOMIC_RELAXED);
+      __atomic_fetch_add(&ls->received, 1, __ATOMIC_RELEASE);
     }
     if (__atomic_load_n(&ls->sh->writer_done, __ATOMIC_ACQUIRE) &&
         __atomic_load_n(&ls->received, __ATOMIC_RELAXED) >=
@@ -175,7 +175,7 @@ static int live_on_event(const evs_event *ev, void *payload) {
   uint64_t now = bench_now_ns();
   if (ev->position < ls->sh->cap)
     ls->deliv_ns[ev->position] = now;
-  __atomic_fetch_add(&ls->received, 1, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&ls->received, 1, __ATOMIC_RELEASE);
   return 0;
 }
 
