@@ -22,7 +22,9 @@
  *    appends of 100 events (one stream each) in flight.
  *  server/ping: request round trip (evs_client_ping) on an idle server.
  *  server/sub-live-{1,100}sub: 1 or 100 subscriptions over TCP (each its
- *    own connection) from the end of the log; one writer client appends
+ *    own connection, read by a client thread of its own; -1thread: the
+ *    100 read by one client thread with evs_client_sub_wait) from the end
+ *    of the log; one writer client appends
  *    one durable event per millisecond. The commit happens inside the
  *    server, where the client cannot see it; the latency is taken from the
  *    earliest point a client observes it, the writer's receipt of the
@@ -726,9 +728,67 @@ static void *tl_main(void *arg) {
   return NULL;
 }
 
+/* The grouped mode: one thread serves every subscription
+ * (evs_client_sub_wait, then evs_client_sub_next without blocking). */
+typedef struct tl_group {
+  tl_sub *subs;
+  int n;
+  int stop; /* atomic */
+  int err;
+  pthread_t tid;
+} tl_group;
+
+static void *tl_group_main(void *arg) {
+  tl_group *g = arg;
+  evs_client_sub **ss = calloc((size_t)g->n, sizeof *ss);
+  unsigned char *ready = calloc((size_t)g->n, 1);
+  unsigned char *caught = calloc((size_t)g->n, 1);
+  if (ss == NULL || ready == NULL || caught == NULL) {
+    g->err = EVS_ENOMEM;
+    goto out;
+  }
+  for (int i = 0; i < g->n; i++)
+    ss[i] = g->subs[i].sub;
+  while (!__atomic_load_n(&g->stop, __ATOMIC_ACQUIRE)) {
+    int k = evs_client_sub_wait(ss, (size_t)g->n, 100, ready);
+    if (k < 0) {
+      g->err = k;
+      break;
+    }
+    for (int i = 0; k > 0 && i < g->n; i++) {
+      if (!ready[i])
+        continue;
+      tl_sub *ls = &g->subs[i];
+      const evs_event *ev;
+      int rc;
+      while ((rc = evs_client_sub_next(ls->sub, &ev, 0)) == 1) {
+        uint64_t now = bench_now_ns();
+        if (ev->position < ls->sh->cap)
+          ls->deliv_ns[ev->position] = now;
+        __atomic_fetch_add(&ls->received, 1, __ATOMIC_RELEASE);
+      }
+      if (rc < 0) {
+        ls->err = rc;
+        g->err = rc;
+      }
+      if (!caught[i] && evs_client_sub_caught_up(ls->sub)) {
+        caught[i] = 1;
+        __atomic_fetch_add(&ls->sh->caught_up, 1, __ATOMIC_RELEASE);
+      }
+    }
+    if (g->err)
+      break;
+  }
+out:
+  free(ss);
+  free(ready);
+  free(caught);
+  return NULL;
+}
+
 /* Returns -1 after failing the scenario. */
 static int tl_once(bench_ctx *c, const char *scen, const char *addr, int nsubs,
-                   double secs, bench_meas *m, bench_meas *call,
+                   int grouped, double secs, bench_meas *m, bench_meas *call,
                    bench_meas *app) {
   uint8_t data[BENCH_DATA_SIZE];
   uint64_t prng = 42;
@@ -755,7 +815,8 @@ static int tl_once(bench_ctx *c, const char *scen, const char *addr, int nsubs,
     what = "subscribe";
     err = subs[i].deliv_ns ? evs_client_subscribe(&subs[i].sub, w, &o)
                            : EVS_ENOMEM;
-    if (err == 0 && pthread_create(&subs[i].tid, NULL, tl_main, &subs[i])) {
+    if (err == 0 && !grouped &&
+        pthread_create(&subs[i].tid, NULL, tl_main, &subs[i])) {
       evs_client_sub_close(subs[i].sub);
       err = EVS_ENOMEM;
     }
@@ -764,6 +825,14 @@ static int tl_once(bench_ctx *c, const char *scen, const char *addr, int nsubs,
       break;
     }
     started++;
+  }
+  tl_group grp = { subs, started, 0, 0, 0 };
+  int group_started = 0;
+  if (err == 0 && grouped) {
+    if (pthread_create(&grp.tid, NULL, tl_group_main, &grp) == 0)
+      group_started = 1;
+    else
+      err = EVS_ENOMEM;
   }
   /* Each subscription resolves "the end" in its first read: wait until
    * every one has reached it before the first append. */
@@ -820,9 +889,18 @@ static int tl_once(bench_ctx *c, const char *scen, const char *addr, int nsubs,
     }
   bench_lat lat = { 0 }, clat = { 0 };
   long got = 0;
+  if (group_started) {
+    __atomic_store_n(&grp.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(grp.tid, NULL);
+    if (grp.err && !err) {
+      err = grp.err;
+      what = "subscription";
+    }
+  }
   for (int i = 0; i < started; i++) {
     __atomic_store_n(&subs[i].stop, 1, __ATOMIC_RELEASE);
-    pthread_join(subs[i].tid, NULL);
+    if (!grouped)
+      pthread_join(subs[i].tid, NULL);
     evs_client_sub_close(subs[i].sub);
     got += subs[i].received;
     if (subs[i].err && !err) {
@@ -854,9 +932,10 @@ static int tl_once(bench_ctx *c, const char *scen, const char *addr, int nsubs,
   return rc;
 }
 
-static void sv_sub_live(bench_ctx *c, const char *exe, int nsubs) {
+static void sv_sub_live(bench_ctx *c, const char *exe, int nsubs, int grouped) {
   char scen[64], err[600];
-  snprintf(scen, sizeof scen, "server/sub-live-%dsub", nsubs);
+  snprintf(scen, sizeof scen, "server/sub-live-%dsub%s", nsubs,
+           grouped ? "-1thread" : "");
   double secs = c->opt.quick ? 0.2 : 2.0;
   bench_meas m = { 0 }, call = { 0 }, app = { 0 };
   for (int r = 0; r < sv_reps(c); r++) {
@@ -867,7 +946,8 @@ static void sv_sub_live(bench_ctx *c, const char *exe, int nsubs) {
     }
     if (r == 0 && nsubs == 1)
       sv_ping(c, p.addr);
-    int failed = tl_once(c, scen, p.addr, nsubs, secs, &m, &call, &app);
+    int failed =
+        tl_once(c, scen, p.addr, nsubs, grouped, secs, &m, &call, &app);
     if (srv_stop(c, &p, err, sizeof err) && !failed) {
       bench_fail(c, scen, "%s", err);
       failed = 1;
@@ -875,18 +955,21 @@ static void sv_sub_live(bench_ctx *c, const char *exe, int nsubs) {
     if (failed)
       return;
   }
-  char note[240];
+  char note[300];
   snprintf(note, sizeof note,
-           "%d subscription(s) over TCP, 1 durable append/ms; latency = "
+           "%d subscription(s) over TCP%s, 1 durable append/ms; latency = "
            "the writer's receipt of the acknowledgement to delivery "
            "(signed); events/s = deliveries",
-           nsubs);
+           nsubs,
+           grouped ? ", all read by one client thread (evs_client_sub_wait)"
+                   : ", one client thread each");
   bench_emit_meas(c, scen, &m, NULL, NULL, note);
   bench_emit_lat_sub(c, scen, "call-to-delivery", &call,
                      "from before the writer's evs_client_append call (so "
                      "it includes the commit's flush) to delivery");
   char ref[64];
-  snprintf(ref, sizeof ref, "server/append-latency/live-%dsub", nsubs);
+  snprintf(ref, sizeof ref, "server/append-latency/live-%dsub%s", nsubs,
+           grouped ? "-1thread" : "");
   bench_emit_meas(c, ref, &app, NULL, NULL,
                   "the writer's evs_client_append round trip (commit, sync)");
 }
@@ -1087,8 +1170,9 @@ void sc_server(bench_ctx *c) {
                        &prng);
   sv_appends(c, exe, pool, 1024);
   free(pool);
-  sv_sub_live(c, exe, c->opt.quick ? 2 : 1);
-  sv_sub_live(c, exe, c->opt.quick ? 10 : 100);
+  sv_sub_live(c, exe, c->opt.quick ? 2 : 1, 0);
+  sv_sub_live(c, exe, c->opt.quick ? 10 : 100, 0);
+  sv_sub_live(c, exe, c->opt.quick ? 10 : 100, 1);
   sv_rss(c, exe);
 }
 

@@ -378,6 +378,21 @@ EVS_EXTERN int evs_client_subscribe(evs_client_sub **out, evs_client *c,
 EVS_EXTERN int evs_client_sub_next(evs_client_sub *s, const evs_event **ev,
                                    int timeout_ms);
 
+/*
+ * Waits up to `timeout_ms` (-1 = forever, 0 = poll) until at least one of
+ * the n subscriptions has something for evs_client_sub_next(): an event
+ * already received, bytes on its connection, a connection to resume, or
+ * its end. Sets ready[i] to 1 for each such subscription (0 for the
+ * others) and returns how many there are, 0 when the time ran out, or
+ * EVS_EINVAL / EVS_ENOMEM / EVS_ECONN (poll failed). Then
+ * evs_client_sub_next(subs[i], &ev, 0) for each ready one until it returns
+ * 0 reads what came without blocking (a frame already begun is read to its
+ * end). With it one thread serves many subscriptions: a commit wakes that
+ * thread, not one thread per subscription.
+ */
+EVS_EXTERN int evs_client_sub_wait(evs_client_sub *const *subs, size_t n,
+                                   int timeout_ms, unsigned char *ready);
+
 /* Called by evs_client_sub_run() for each event; non-zero stops the run and
  * is returned. */
 typedef int (*evs_client_event_cb)(const evs_event *ev, void *payload);

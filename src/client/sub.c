@@ -7,6 +7,9 @@
  * lost, the next call reconnects (with a growing pause between attempts)
  * and subscribes again from the checkpoint.
  */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -349,6 +352,65 @@ int evs_client_sub_run(evs_client_sub *s, evs_client_event_cb cb, void *payload,
     if (rc)
       return rc;
   }
+}
+
+int evs_client_sub_wait(evs_client_sub *const *subs, size_t n, int timeout_ms,
+                        unsigned char *ready) {
+  evs__cl_clear_error();
+  if (subs == NULL || ready == NULL || n == 0 || n > INT_MAX)
+    return evs__cl_err(EVS_EINVAL, "NULL subscriptions or none");
+  for (size_t i = 0; i < n; i++)
+    if (subs[i] == NULL)
+      return evs__cl_err(EVS_EINVAL, "subscription %zu is NULL", i);
+  struct pollfd *pf = malloc(n * sizeof *pf);
+  if (pf == NULL)
+    return evs__cl_err(EVS_ENOMEM, "out of memory");
+  uint64_t deadline = evs__cl_deadline(timeout_ms);
+  int count;
+  for (;;) {
+    /* What is ready without waiting, and the fds to wait on. */
+    uint64_t now = evs__cl_now_ms();
+    uint64_t wake = deadline; /* the next reconnection attempt, if sooner */
+    count = 0;
+    for (size_t i = 0; i < n; i++) {
+      const evs_client_sub *s = subs[i];
+      ready[i] = 0;
+      pf[i].fd = -1; /* poll ignores negative fds */
+      pf[i].events = POLLIN;
+      pf[i].revents = 0;
+      if (s->ended || s->in_frame) {
+        ready[i] = 1;
+      } else if (s->fd < 0) {
+        if (now >= s->next_attempt_ms)
+          ready[i] = 1;
+        else if (s->next_attempt_ms < wake)
+          wake = s->next_attempt_ms;
+      } else {
+        pf[i].fd = s->fd;
+      }
+      count += ready[i];
+    }
+    if (count > 0)
+      break;
+    int ms = evs__cl_remaining(wake);
+    int rc = poll(pf, (nfds_t)n, ms);
+    if (rc < 0 && errno != EINTR) {
+      free(pf);
+      return evs__cl_err(EVS_ECONN, "poll: %s", strerror(errno));
+    }
+    for (size_t i = 0; rc > 0 && i < n; i++) {
+      if (pf[i].fd >= 0 && pf[i].revents) {
+        ready[i] = 1;
+        count++;
+      }
+    }
+    if (count > 0)
+      break;
+    if (rc == 0 && evs__cl_remaining(deadline) == 0)
+      break; /* the time ran out (a reconnection wake-up goes round) */
+  }
+  free(pf);
+  return count;
 }
 
 int64_t evs_client_sub_checkpoint(const evs_client_sub *s) {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "srvutil.h"
+#include "testutil.h"
 
 static srv *S;
 static evs_client *C;
@@ -670,7 +671,10 @@ Test(server_ops, many_live_subscribers_share_reads_and_see_everything) {
    * commit (src/server/subs.c). Mix in other batch sizes, a filtered one
    * and one that leaves half-way: every remaining subscriber sees every
    * event exactly once, in order. */
-  enum { NSUB = 12, ROUNDS = 40 };
+  enum {
+    NSUB = 12,
+    ROUNDS = 40
+  };
   evs_client_sub *subs[NSUB];
   for (int i = 0; i < NSUB; i++) {
     evs_client_sub_options so = EVS_CLIENT_SUB_OPTIONS_INIT;
@@ -714,9 +718,8 @@ Test(server_ops, many_live_subscribers_share_reads_and_see_everything) {
       cr_assert_eq(evs_client_sub_next(subs[i], &e, 10000), 1,
                    "subscriber %d stopped before position %llu", i,
                    (unsigned long long)p);
-      cr_assert_eq(e->position, p, "subscriber %d: position %llu, want %llu",
-                   i, (unsigned long long)e->position,
-                   (unsigned long long)p);
+      cr_assert_eq(e->position, p, "subscriber %d: position %llu, want %llu", i,
+                   (unsigned long long)e->position, (unsigned long long)p);
       want++;
     }
     cr_assert_eq(evs_client_sub_next(subs[i], &e, 200), 0,
@@ -732,4 +735,73 @@ Test(server_ops, many_live_subscribers_share_reads_and_see_everything) {
   unsigned long long shared = strtoull(strchr(m + 1, ' ') + 1, NULL, 10);
   cr_assert_gt(shared, 0, "no read was shared");
   free(body);
+}
+
+Test(server_ops, one_thread_waits_on_many_subscriptions) {
+  enum {
+    NSUB = 8,
+    N = 30
+  };
+  evs_client_sub *subs[NSUB];
+  unsigned char ready[NSUB];
+  uint64_t next[NSUB];
+  for (int i = 0; i < NSUB; i++) {
+    evs_client_sub_options so = EVS_CLIENT_SUB_OPTIONS_INIT;
+    if (i == NSUB - 1)
+      so.category = "odd"; /* sees only some of them */
+    cr_assert_eq(evs_client_subscribe(&subs[i], C, &so), 0, "%s",
+                 evs_client_last_error());
+    next[i] = 1;
+  }
+  /* Nothing yet: times out (each has its caught-up notice at most). */
+  const evs_event *e;
+  for (int i = 0; i < NSUB; i++)
+    cr_assert_eq(evs_client_sub_next(subs[i], &e, 300), 0);
+  int64_t t0 = tu_now_ns();
+  cr_assert_eq(evs_client_sub_wait(subs, NSUB, 200, ready), 0);
+  cr_assert_geq((tu_now_ns() - t0) / 1000000, 150);
+  for (int i = 0; i < NSUB; i++)
+    cr_assert_eq(ready[i], 0);
+  /* N events over two streams: every subscription gets its share, in
+   * order, through wait + non-blocking next. */
+  for (int k = 0; k < N; k++)
+    cl_append_n(C, k % 3 ? "even-1" : "odd-1", EVS_EXPECT_ANY, 1, NULL);
+  int got[NSUB] = { 0 };
+  int want_odd = (N + 2) / 3;
+  int64_t until = tu_now_ns() + 10 * 1000000000LL;
+  for (;;) {
+    int done = 1;
+    for (int i = 0; i < NSUB; i++)
+      done &= got[i] == (i == NSUB - 1 ? want_odd : N);
+    if (done || tu_now_ns() > until)
+      break;
+    int k = evs_client_sub_wait(subs, NSUB, 1000, ready);
+    cr_assert_geq(k, 0, "%s", evs_client_last_error());
+    for (int i = 0; i < NSUB; i++) {
+      if (!ready[i])
+        continue;
+      int rc;
+      while ((rc = evs_client_sub_next(subs[i], &e, 0)) == 1) {
+        if (i == NSUB - 1) {
+          cr_assert(slice_is(e->stream, "odd-1"));
+        } else {
+          cr_assert_eq(e->position, next[i], "subscription %d", i);
+          next[i]++;
+        }
+        got[i]++;
+      }
+      cr_assert_eq(rc, 0);
+    }
+  }
+  for (int i = 0; i < NSUB; i++)
+    cr_assert_eq(got[i], i == NSUB - 1 ? want_odd : N, "subscription %d: %d", i,
+                 got[i]);
+  /* A lost connection is ready (to resume) rather than silent. */
+  evs_client_close(C);
+  C = NULL;
+  cr_assert_eq(srv_stop(S), 0);
+  cr_assert_gt(evs_client_sub_wait(subs, NSUB, 5000, ready), 0);
+  for (int i = 0; i < NSUB; i++)
+    evs_client_sub_close(subs[i]);
+  cr_assert_eq(evs_client_sub_wait(NULL, 1, 0, ready), EVS_EINVAL);
 }
