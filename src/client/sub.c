@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +34,9 @@ struct evs_client_sub {
   int from_end_pending; /* "from the end" not resolved yet */
   int64_t cp;           /* checkpoint: position ($all) or version */
   int fd;
+  /* bytes received and not yet parsed: rbuf[roff..rlen) */
+  uint8_t *rbuf;
+  size_t roff, rlen, rcap;
   /* the current push */
   uint8_t *body;
   evs__proto_cursor cur;
@@ -60,6 +64,7 @@ static void drop_connection(evs_client_sub *s) {
   free(s->body);
   s->body = NULL;
   s->in_frame = 0;
+  s->roff = s->rlen = 0;
   /* Wait a little longer after each failure: 0, 50, 100, 200... 2000 ms. */
   uint64_t pause =
       s->failures ? 50u << (s->failures > 6 ? 6 : s->failures - 1) : 0;
@@ -217,6 +222,96 @@ static void sleep_ms(int ms) {
   nanosleep(&ts, NULL);
 }
 
+/* Pushes are read through a buffer: one recv() takes whatever the server
+ * has sent (usually a whole frame, often several), where reading the
+ * header and then the body took two calls and a poll() per frame. */
+#define EVS__SUB_RBUF 16384u
+
+/*
+ * The next frame of the subscription's connection, as evs__cl_read_frame
+ * returns it (*body is the caller's): EVS_ETIMEDOUT when nothing of a frame
+ * came before `deadline`; once part of a frame is here, the rest must come
+ * within 60 s, or EVS_ECONN (the stream is out of sync).
+ */
+static int sub_read_frame(evs_client_sub *s, uint64_t deadline, uint8_t **body,
+                          uint32_t *len) {
+  uint64_t body_deadline = 0;
+  *body = NULL;
+  *len = 0;
+  for (;;) {
+    size_t avail = s->rlen - s->roff;
+    uint32_t n = 0;
+    size_t need = 4;
+    if (avail >= 4 && evs__proto_frame_header(s->rbuf + s->roff, avail, &n)) {
+      if (n == 0 || n > s->max_reply)
+        return evs__cl_err(EVS_EPROTO,
+                           "the server sent a frame of %u bytes (limit %u)", n,
+                           s->max_reply);
+      need = 4 + (size_t)n;
+      if (avail >= need) {
+        uint8_t *p = malloc(n);
+        if (p == NULL)
+          return evs__cl_err(EVS_ENOMEM, "out of memory for a %u-byte frame",
+                             n);
+        memcpy(p, s->rbuf + s->roff + 4, n);
+        s->roff += need;
+        if (s->roff == s->rlen)
+          s->roff = s->rlen = 0;
+        *body = p;
+        *len = n;
+        return 0;
+      }
+    }
+    /* Make room for the rest of the frame (and more). */
+    if (s->roff > 0) {
+      memmove(s->rbuf, s->rbuf + s->roff, avail);
+      s->rlen = avail;
+      s->roff = 0;
+    }
+    size_t want = need > EVS__SUB_RBUF ? need : EVS__SUB_RBUF;
+    if (s->rcap < want || (s->rcap > 4 * EVS__SUB_RBUF &&
+                           want <= EVS__SUB_RBUF && avail <= EVS__SUB_RBUF)) {
+      /* Grow for a large frame; shrink back after one. */
+      uint8_t *nb = realloc(s->rbuf, want);
+      if (nb == NULL)
+        return evs__cl_err(EVS_ENOMEM, "out of memory for a %zu-byte frame",
+                           want);
+      s->rbuf = nb;
+      s->rcap = want;
+    }
+    ssize_t r = recv(s->fd, s->rbuf + s->rlen, s->rcap - s->rlen, 0);
+    if (r > 0) {
+      s->rlen += (size_t)r;
+      continue;
+    }
+    if (r == 0)
+      return evs__cl_err(EVS_ECONN, "the server closed the connection");
+    if (errno == EINTR)
+      continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      return evs__cl_err(EVS_ECONN, "recv: %s", strerror(errno));
+    /* Nothing more for now: wait, for the start of a frame until the
+     * caller's deadline, for the rest of one up to 60 s. */
+    uint64_t dl = deadline;
+    if (s->rlen > 0) {
+      if (body_deadline == 0)
+        body_deadline = evs__cl_deadline(60000);
+      dl = body_deadline;
+    }
+    int ms = evs__cl_remaining(dl);
+    struct pollfd pf = { s->fd, POLLIN, 0 };
+    /* Polling with no time left would only say what recv() just did. */
+    int pr = ms == 0 ? 0 : poll(&pf, 1, ms);
+    if (pr < 0 && errno != EINTR)
+      return evs__cl_err(EVS_ECONN, "poll: %s", strerror(errno));
+    if (pr == 0) {
+      if (s->rlen > 0)
+        return evs__cl_err(EVS_ECONN, "timed out in the middle of a frame");
+      return evs__cl_err(EVS_ETIMEDOUT, "timed out waiting for the server");
+    }
+  }
+}
+
 static void advance(evs_client_sub *s, int64_t cp) {
   if (s->stream ? cp > s->cp : (uint64_t)cp > (uint64_t)s->cp)
     s->cp = cp;
@@ -273,9 +368,7 @@ int evs_client_sub_next(evs_client_sub *s, const evs_event **ev,
     }
     uint8_t *body;
     uint32_t len;
-    uint64_t body_deadline = evs__cl_deadline(60000);
-    int rc = evs__cl_read_frame(s->fd, s->max_reply, deadline, body_deadline,
-                                &body, &len);
+    int rc = sub_read_frame(s, deadline, &body, &len);
     if (rc == EVS_ETIMEDOUT)
       return 0;
     if (rc) {
@@ -378,8 +471,8 @@ int evs_client_sub_wait(evs_client_sub *const *subs, size_t n, int timeout_ms,
       pf[i].fd = -1; /* poll ignores negative fds */
       pf[i].events = POLLIN;
       pf[i].revents = 0;
-      if (s->ended || s->in_frame) {
-        ready[i] = 1;
+      if (s->ended || s->in_frame || (s->fd >= 0 && s->rlen > s->roff)) {
+        ready[i] = 1; /* something to deliver or bytes to parse */
       } else if (s->fd < 0) {
         if (now >= s->next_attempt_ms)
           ready[i] = 1;
@@ -431,6 +524,7 @@ void evs_client_sub_close(evs_client_sub *s) {
   if (s->fd >= 0)
     close(s->fd);
   free(s->body);
+  free(s->rbuf);
   if (s->token)
     memset(s->token, 0, strlen(s->token));
   free(s->token);
