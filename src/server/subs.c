@@ -494,6 +494,9 @@ void evsd_subs_cancel_all(evsd_conn *c) {
  * them once, and every member gets a frame with its own rid around the
  * same bytes: one read per commit instead of one per subscriber.
  */
+/* A shared read of at most this many positions runs on the loop thread. */
+#define EVSD_FAN_INLINE 32u
+
 typedef struct evsd_fan {
   uv_work_t work;
   evsd_server *srv;
@@ -601,6 +604,14 @@ static int fan_start(evsd_server *srv, evsd_sub **subs, size_t n) {
   EVSD_ADD(srv->metrics.sub_shared_reads, 1);
   EVSD_ADD(srv->metrics.sub_shared_members, n);
   f->work.data = f;
+  if (head - f->from <= EVSD_FAN_INLINE) {
+    /* The live tail: a few events just committed, in the page cache. Read
+     * them here rather than hand them to the thread pool and back, two
+     * thread wake-ups that, on a busy machine, cost more than the read. */
+    fan_cb(&f->work);
+    after_fan(&f->work, 0);
+    return 0;
+  }
   uv_queue_work(srv->loop, &f->work, fan_cb, after_fan);
   return 0;
 }

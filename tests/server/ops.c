@@ -805,3 +805,33 @@ Test(server_ops, one_thread_waits_on_many_subscriptions) {
     evs_client_sub_close(subs[i]);
   cr_assert_eq(evs_client_sub_wait(NULL, 1, 0, ready), EVS_EINVAL);
 }
+
+Test(server_ops, shared_reads_of_a_large_commit_and_of_the_tail) {
+  /* A commit of many events is read for the waiting subscribers on the
+   * thread pool, a commit of a few on the loop thread: both deliver
+   * everything, in order, to each. */
+  enum {
+    NSUB = 6
+  };
+  evs_client_sub *subs[NSUB];
+  const evs_event *e;
+  for (int i = 0; i < NSUB; i++) {
+    evs_client_sub_options so = EVS_CLIENT_SUB_OPTIONS_INIT;
+    cr_assert_eq(evs_client_subscribe(&subs[i], C, &so), 0);
+    cr_assert_eq(evs_client_sub_next(subs[i], &e, 300), 0);
+  }
+  cl_append_n(C, "bulk-1", EVS_EXPECT_ANY, 200, NULL); /* positions 1..200 */
+  cl_append_n(C, "tail-1", EVS_EXPECT_ANY, 2, NULL);   /* 201..202 */
+  cl_append_n(C, "bulk-2", EVS_EXPECT_ANY, 40, NULL);  /* 203..242 */
+  cl_append_n(C, "tail-1", EVS_EXPECT_ANY, 1, NULL);   /* 243 */
+  for (int i = 0; i < NSUB; i++) {
+    for (uint64_t p = 1; p <= 243; p++) {
+      cr_assert_eq(evs_client_sub_next(subs[i], &e, 10000), 1,
+                   "subscriber %d stopped before %llu: %s", i,
+                   (unsigned long long)p, evs_client_last_error());
+      cr_assert_eq(e->position, p);
+    }
+    cr_assert_eq(evs_client_sub_next(subs[i], &e, 200), 0);
+    evs_client_sub_close(subs[i]);
+  }
+}
