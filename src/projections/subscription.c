@@ -5,8 +5,9 @@
  * events after the checkpoint up to at most H (and at most EVS__SUB_WINDOW
  * positions, so that a sparse filter over a long log reports progress and
  * notices cancellation). The batch is copied into the subscription's own
- * buffer and the iterator freed before the batch is returned, so no read
- * transaction outlives the call. At the head it waits for the store's next
+ * buffer and the iterator lets go of its read transaction before the batch
+ * is returned, so no snapshot outlives the call (the iterator itself, with
+ * its caches of names, is kept for the next batch). At the head it waits for the store's next
  * commit (evs__wait_commit).
  *
  * Reading up to an H taken before the read is what makes the checkpoint of
