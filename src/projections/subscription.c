@@ -7,8 +7,8 @@
  * notices cancellation). The batch is copied into the subscription's own
  * buffer and the iterator lets go of its read transaction before the batch
  * is returned, so no snapshot outlives the call (the iterator itself, with
- * its caches of names, is kept for the next batch). At the head it waits for the store's next
- * commit (evs__wait_commit).
+ * its caches of names, is kept for the next batch). At the head it waits for
+ * the store's next commit (evs__wait_commit).
  *
  * Reading up to an H taken before the read is what makes the checkpoint of
  * an exhausted read exact: every position up to H is visible to the

@@ -257,6 +257,7 @@ struct evs_store {
   /* Commit notification. */
   pthread_mutex_t c_mu;    /* guards the listeners */
   uint32_t c_seq;          /* the waiters' event count (futex word) */
+  uint32_t c_waiters;      /* threads in evs__wait_commit/_wait_seq */
   uint64_t committed_head; /* atomic */
   int64_t committed_ts;
   uint64_t commit_seq;

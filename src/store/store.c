@@ -787,6 +787,13 @@ int64_t evs__visible_from(const evs__stream_rec *st) {
  * so the futex call returns at once and the waiter tests again. Unlike a
  * condition variable, no mutex is taken on either side: the 100 waiters a
  * commit wakes run at once instead of queueing on the mutex one by one.
+ *
+ * A commit with nobody waiting makes no system call: waiters count
+ * themselves in c_waiters before they load c_seq, and the publisher wakes
+ * only when the count is non-zero. Both sides use sequentially consistent
+ * order, so either the publisher sees the waiter counted, or the waiter's
+ * load of c_seq (after counting itself) sees the increment and it does not
+ * sleep on the old value.
  */
 static void evs__futex_wait(uint32_t *word, uint32_t val,
                             const struct timespec *rel) {
@@ -798,8 +805,9 @@ static void evs__futex_wake_all(uint32_t *word) {
 }
 
 void evs__bump_commit_seq(evs_store *s) {
-  __atomic_add_fetch(&s->c_seq, 1, __ATOMIC_RELEASE);
-  evs__futex_wake_all(&s->c_seq);
+  __atomic_add_fetch(&s->c_seq, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&s->c_waiters, __ATOMIC_SEQ_CST) != 0)
+    evs__futex_wake_all(&s->c_seq);
 }
 
 static int64_t evs__mono_ns(void) {
@@ -812,32 +820,38 @@ uint64_t evs__wait_commit(evs_store *s, uint64_t after, int timeout_ms,
                           const volatile int *cancel) {
   int64_t deadline =
       timeout_ms >= 0 ? evs__mono_ns() + (int64_t)timeout_ms * 1000000 : 0;
+  __atomic_add_fetch(&s->c_waiters, 1, __ATOMIC_SEQ_CST);
+  uint64_t head;
   for (;;) {
-    uint32_t seq = __atomic_load_n(&s->c_seq, __ATOMIC_ACQUIRE);
-    uint64_t head = __atomic_load_n(&s->committed_head, __ATOMIC_ACQUIRE);
+    uint32_t seq = __atomic_load_n(&s->c_seq, __ATOMIC_SEQ_CST);
+    head = __atomic_load_n(&s->committed_head, __ATOMIC_ACQUIRE);
     if (head > after || (cancel && __atomic_load_n(cancel, __ATOMIC_ACQUIRE)) ||
         __atomic_load_n(&s->closing, __ATOMIC_ACQUIRE))
-      return head;
+      break;
     if (timeout_ms < 0) {
       evs__futex_wait(&s->c_seq, seq, NULL);
       continue;
     }
     int64_t left = deadline - evs__mono_ns();
     if (left <= 0)
-      return head;
+      break;
     struct timespec rel = { (time_t)(left / 1000000000),
                             (long)(left % 1000000000) };
     evs__futex_wait(&s->c_seq, seq, &rel);
   }
+  __atomic_sub_fetch(&s->c_waiters, 1, __ATOMIC_SEQ_CST);
+  return head;
 }
 
 void evs__wait_seq(evs_store *s, uint32_t seq, int timeout_ms) {
-  if (__atomic_load_n(&s->c_seq, __ATOMIC_ACQUIRE) != seq ||
-      __atomic_load_n(&s->closing, __ATOMIC_ACQUIRE))
-    return;
-  struct timespec rel = { (time_t)(timeout_ms / 1000),
-                          (long)(timeout_ms % 1000) * 1000000L };
-  evs__futex_wait(&s->c_seq, seq, timeout_ms >= 0 ? &rel : NULL);
+  __atomic_add_fetch(&s->c_waiters, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&s->c_seq, __ATOMIC_SEQ_CST) == seq &&
+      !__atomic_load_n(&s->closing, __ATOMIC_ACQUIRE)) {
+    struct timespec rel = { (time_t)(timeout_ms / 1000),
+                            (long)(timeout_ms % 1000) * 1000000L };
+    evs__futex_wait(&s->c_seq, seq, timeout_ms >= 0 ? &rel : NULL);
+  }
+  __atomic_sub_fetch(&s->c_waiters, 1, __ATOMIC_SEQ_CST);
 }
 
 void evs__set_wait_flag(evs_store *s, volatile int *flag, int value) {

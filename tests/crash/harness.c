@@ -78,10 +78,10 @@ typedef struct cr_opts {
   int verbose;
 } cr_opts;
 
-static const char *const cr_durability_names[] = {"sync", "nometasync",
-                                                  "nosync"};
-static const char *const cr_fault_names[] = {"none", "phantom", "ack-early",
-                                             "split"};
+static const char *const cr_durability_names[] = { "sync", "nometasync",
+                                                   "nosync" };
+static const char *const cr_fault_names[] = { "none", "phantom", "ack-early",
+                                              "split" };
 
 static int cr_parse_name(const char *s, const char *const *names, int n) {
   for (int i = 0; i < n; i++)
@@ -97,7 +97,7 @@ static double cr_now(void) {
 }
 
 static void cr_sleep_ms(unsigned ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
   }
 }
@@ -203,30 +203,18 @@ static pid_t cr_spawn(cr_run *r, unsigned iteration, int *ready) {
   snprintf(it, sizeof it, "%u", iteration);
   snprintf(th, sizeof th, "%u", r->o.threads);
   snprintf(seed, sizeof seed, "%llu", (unsigned long long)r->o.seed);
-  char *argv[] = {r->self,
-                  "--child",
-                  "--mode",
-                  (char *)r->o.mode,
-                  "--store",
-                  r->store_dir,
-                  "--ledgers",
-                  r->ledger_dir,
-                  "--iteration",
-                  it,
-                  "--threads",
-                  th,
-                  "--seed",
-                  seed,
-                  "--durability",
-                  (char *)cr_durability_names[r->o.durability],
-                  "--fault",
-                  (char *)cr_fault_names[r->o.fault],
-                  "--ready-fd",
-                  "3",
-                  NULL,
-                  NULL,
-                  NULL,
-                  NULL};
+  char *argv[] = { r->self,        "--child",
+                   "--mode",       (char *)r->o.mode,
+                   "--store",      r->store_dir,
+                   "--ledgers",    r->ledger_dir,
+                   "--iteration",  it,
+                   "--threads",    th,
+                   "--seed",       seed,
+                   "--durability", (char *)cr_durability_names[r->o.durability],
+                   "--fault",      (char *)cr_fault_names[r->o.fault],
+                   "--ready-fd",   "3",
+                   NULL,           NULL,
+                   NULL,           NULL };
   size_t na = 20;
   if (!r->o.ledger_sync)
     argv[na++] = "--no-ledger-sync";
@@ -267,7 +255,7 @@ static int cr_wait_byte(int fd, char want, int timeout_ms) {
     int left = (int)((deadline - cr_now()) * 1000.0);
     if (left <= 0)
       return 0;
-    struct pollfd pfd = {fd, POLLIN, 0};
+    struct pollfd pfd = { fd, POLLIN, 0 };
     int prc = poll(&pfd, 1, left);
     if (prc < 0 && errno == EINTR)
       continue;
@@ -317,7 +305,7 @@ static int cr_iteration(cr_run *r, unsigned i, cr_model **model) {
   if (early) {
     delay = (unsigned)(cr_rand(&r->rng) % 50);
   } else {
-    struct pollfd pfd = {ready, POLLIN, 0};
+    struct pollfd pfd = { ready, POLLIN, 0 };
     int prc;
     do {
       prc = poll(&pfd, 1, 120000);
@@ -368,8 +356,9 @@ static int cr_iteration(cr_run *r, unsigned i, cr_model **model) {
   uint64_t before = cr_stats_errors(&r->st);
   if (hung) {
     r->st.hung++;
-    fprintf(stderr, "evs_crash: PROBLEM: iteration %u: client requests "
-                    "still pending 20 s after evstored was killed\n",
+    fprintf(stderr,
+            "evs_crash: PROBLEM: iteration %u: client requests "
+            "still pending 20 s after evstored was killed\n",
             i);
   }
   /* Server mode: restart evstored on the same directory, probe append and
@@ -385,8 +374,7 @@ static int cr_iteration(cr_run *r, unsigned i, cr_model **model) {
   if (r->o.verbose || cr_stats_errors(&r->st) != before)
     printf("evs_crash: iteration %u: kill after %u ms%s, %llu appends in "
            "flight, %llu errors\n",
-           i, delay, early ? " (early)" : "",
-           (unsigned long long)in_flight,
+           i, delay, early ? " (early)" : "", (unsigned long long)in_flight,
            (unsigned long long)(cr_stats_errors(&r->st) - before));
   return 0;
 }
@@ -418,21 +406,22 @@ static int cr_parse(cr_opts *o, int argc, char **argv) {
   o->seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
   o->ledger_sync = 1;
   static const struct option lo[] = {
-      {"mode", required_argument, NULL, 'm'},
-      {"evstored", required_argument, NULL, 'E'},
-      {"iterations", required_argument, NULL, 'n'},
-      {"threads", required_argument, NULL, 't'},
-      {"durability", required_argument, NULL, 'D'},
-      {"max-delay-ms", required_argument, NULL, 'd'},
-      {"per-store", required_argument, NULL, 'p'},
-      {"seed", required_argument, NULL, 's'},
-      {"dir", required_argument, NULL, 'w'},
-      {"no-ledger-sync", no_argument, NULL, 'L'},
-      {"fault", required_argument, NULL, 'f'},
-      {"expect-failure", required_argument, NULL, 'e'},
-      {"verbose", no_argument, NULL, 'v'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
+    { "mode", required_argument, NULL, 'm' },
+    { "evstored", required_argument, NULL, 'E' },
+    { "iterations", required_argument, NULL, 'n' },
+    { "threads", required_argument, NULL, 't' },
+    { "durability", required_argument, NULL, 'D' },
+    { "max-delay-ms", required_argument, NULL, 'd' },
+    { "per-store", required_argument, NULL, 'p' },
+    { "seed", required_argument, NULL, 's' },
+    { "dir", required_argument, NULL, 'w' },
+    { "no-ledger-sync", no_argument, NULL, 'L' },
+    { "fault", required_argument, NULL, 'f' },
+    { "expect-failure", required_argument, NULL, 'e' },
+    { "verbose", no_argument, NULL, 'v' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 }
+  };
   int c, k;
   while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
     switch (c) {
@@ -488,8 +477,8 @@ static int cr_parse(cr_opts *o, int argc, char **argv) {
   o->server = strcmp(o->mode, "server") == 0;
   if (o->threads == 0)
     o->threads = o->server ? 16 : 8;
-  if (optind != argc || o->threads > 64 ||
-      o->per_store == 0 || o->iterations == 0)
+  if (optind != argc || o->threads > 64 || o->per_store == 0 ||
+      o->iterations == 0)
     return -1;
   return 0;
 }
@@ -550,8 +539,7 @@ int main(int argc, char **argv) {
          "seed %llu%s%s\n",
          r->o.mode, cr_durability_names[r->o.durability], r->o.threads,
          r->o.iterations, r->o.max_delay_ms, r->o.per_store,
-         (unsigned long long)r->o.seed,
-         r->o.fault ? ", test-only fault " : "",
+         (unsigned long long)r->o.seed, r->o.fault ? ", test-only fault " : "",
          r->o.fault ? cr_fault_names[r->o.fault] : "");
   printf("evs_crash: work directory %s\n", workdir);
 
@@ -565,8 +553,7 @@ int main(int argc, char **argv) {
     if (hrc == 0 && !r->o.verbose && (i + 1) % 50 == 0)
       printf("evs_crash: %u iterations, %llu acknowledged events checked, "
              "%.0f s\n",
-             i + 1, (unsigned long long)r->st.events_acked_new,
-             cr_now() - t0);
+             i + 1, (unsigned long long)r->st.events_acked_new, cr_now() - t0);
   }
   cr_model_free(model);
   cr_server_kill9(&r->srv);
@@ -592,8 +579,7 @@ int main(int argc, char **argv) {
          (unsigned long long)st->in_flight,
          (unsigned long long)st->in_flight_committed,
          (unsigned long long)(st->in_flight - st->in_flight_committed),
-         (unsigned long long)st->nacked,
-         (unsigned long long)st->torn_records);
+         (unsigned long long)st->nacked, (unsigned long long)st->torn_records);
   printf("evs_crash: lost %llu, mismatched %llu, partial %llu, misplaced "
          "%llu, unknown %llu, refused-but-visible %llu, verify errors %llu, "
          "other %llu\n",
@@ -601,14 +587,12 @@ int main(int argc, char **argv) {
          (unsigned long long)st->partial, (unsigned long long)st->misplaced,
          (unsigned long long)st->unknown,
          (unsigned long long)st->failed_visible,
-         (unsigned long long)st->verify_errors,
-         (unsigned long long)st->other);
+         (unsigned long long)st->verify_errors, (unsigned long long)st->other);
   if (r->o.server)
     printf("evs_crash: server mode: evstored killed %llu times and "
            "restarted on the same store; client requests left hanging after "
            "a kill: %llu\n",
-           (unsigned long long)st->iterations,
-           (unsigned long long)st->hung);
+           (unsigned long long)st->iterations, (unsigned long long)st->hung);
 
   int rc;
   if (hrc) {
@@ -619,8 +603,7 @@ int main(int argc, char **argv) {
                        ? st->lost
                        : st->partial + st->misplaced;
     rc = got > 0 ? 0 : 1;
-    printf("evs_crash: negative control (%s): %s\n",
-           cr_fault_names[r->o.fault],
+    printf("evs_crash: negative control (%s): %s\n", cr_fault_names[r->o.fault],
            got ? "the harness detected the broken contract"
                : "NOT DETECTED: the harness is blind to this fault");
   } else if (errors) {
@@ -631,8 +614,7 @@ int main(int argc, char **argv) {
     rc = 2;
     printf("evs_crash: HARNESS ERROR: only %llu of %llu kills landed while "
            "appends were in flight\n",
-           (unsigned long long)st->kills_in_flight,
-           (unsigned long long)late);
+           (unsigned long long)st->kills_in_flight, (unsigned long long)late);
   } else {
     rc = 0;
     printf("evs_crash: PASS: nothing acknowledged was lost, no append was "

@@ -113,33 +113,61 @@ Test(store_multiprocess, two_writers_share_one_store, .timeout = 120) {
   tu_verify_clean(tu_store);
 }
 
-Test(store_multiprocess, reader_sees_other_process_appends, .timeout = 60) {
-  /* A child appends after this process opened the store: the parent's
-   * handle must see the new events and adopt the child's bigger map. */
+/*
+ * A child process that waits for the parent's go, runs fn, says done and
+ * exits with fn's status. The parent signals with go_child() and collects
+ * it with child_done(), which asserts a zero exit status.
+ */
+typedef struct gated_child {
+  pid_t pid;
   int go[2], done[2];
-  cr_assert_eq(pipe(go), 0);
-  cr_assert_eq(pipe(done), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
+} gated_child;
+
+static gated_child start_gated_child(int (*fn)(void)) {
+  gated_child g;
+  cr_assert_eq(pipe(g.go), 0);
+  cr_assert_eq(pipe(g.done), 0);
+  g.pid = fork();
+  cr_assert_geq(g.pid, 0);
+  if (g.pid == 0) {
     char c;
-    if (read(go[0], &c, 1) != 1)
+    if (read(g.go[0], &c, 1) != 1)
       _exit(20);
-    int rc = child_main(tu_dir, 7);
-    if (write(done[1], "x", 1) != 1)
+    int rc = fn();
+    if (write(g.done[1], "x", 1) != 1)
       _exit(21);
     _exit(rc);
   }
+  return g;
+}
+
+static void go_child_and_wait(gated_child *g) {
+  cr_assert_eq(write(g->go[1], "g", 1), 1);
+  char c;
+  cr_assert_eq(read(g->done[0], &c, 1), 1);
+  int st = 0;
+  cr_assert_eq(waitpid(g->pid, &st, 0), g->pid);
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d",
+            WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+  close(g->go[0]);
+  close(g->go[1]);
+  close(g->done[0]);
+  close(g->done[1]);
+}
+
+static int appender_child(void) {
+  return child_main(tu_dir, 7);
+}
+
+Test(store_multiprocess, reader_sees_other_process_appends, .timeout = 60) {
+  /* A child appends after this process opened the store: the parent's
+   * handle must see the new events and adopt the child's bigger map. */
+  gated_child g = start_gated_child(appender_child);
   evs_store_options o = tu_opts(EVS_NOSYNC);
   o.map_size = 1024 * 1024;
   tu_store = tu_open(tu_dir, &o);
   tu_append_ok(tu_store, "parent", EVS_EXPECT_ANY, 1, NULL);
-  cr_assert_eq(write(go[1], "g", 1), 1);
-  char c;
-  cr_assert_eq(read(done[0], &c, 1), 1);
-  int st = 0;
-  cr_assert_eq(waitpid(pid, &st, 0), pid);
-  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+  go_child_and_wait(&g);
   /* The child grew the map well beyond ours; reading and appending here
    * must adopt its size. */
   uint64_t head = 0;
@@ -167,39 +195,32 @@ static void json_events(evs_event_data *ev, char (*buf)[160], int n,
   }
 }
 
+/* Trains a dictionary and appends 100 events compressed with it. */
+static int dictionary_child(void) {
+  evs_store_options o = tu_opts(EVS_NOSYNC);
+  evs_store *s = NULL;
+  if (evs_store_open(&s, tu_dir, &o))
+    return 22;
+  if (evs_store_train_dictionary(s, 4096, 0, NULL))
+    return 23;
+  static char buf[100][160];
+  evs_event_data ev[100];
+  json_events(ev, buf, 100, 5000);
+  if (evs_append(s, "child", EVS_EXPECT_ANY, ev, 100, NULL))
+    return 24;
+  evs_stats st;
+  if (evs_store_stats(s, &st, 1) || st.compressed_events != 100)
+    return 25;
+  evs_store_close(s);
+  return 0;
+}
+
 Test(store_multiprocess, dictionary_trained_by_another_process_is_read,
      .timeout = 60) {
   /* The parent keeps the store open while a child trains a dictionary and
    * appends events compressed with it: the parent, which has never seen
    * that dictionary, must load it to read them. */
-  int go[2], done[2];
-  cr_assert_eq(pipe(go), 0);
-  cr_assert_eq(pipe(done), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    char c;
-    if (read(go[0], &c, 1) != 1)
-      _exit(20);
-    evs_store_options o = tu_opts(EVS_NOSYNC);
-    evs_store *s = NULL;
-    if (evs_store_open(&s, tu_dir, &o))
-      _exit(21);
-    if (evs_store_train_dictionary(s, 4096, 0, NULL))
-      _exit(22);
-    static char buf[100][160];
-    evs_event_data ev[100];
-    json_events(ev, buf, 100, 5000);
-    if (evs_append(s, "child", EVS_EXPECT_ANY, ev, 100, NULL))
-      _exit(23);
-    evs_stats st;
-    if (evs_store_stats(s, &st, 1) || st.compressed_events != 100)
-      _exit(24);
-    evs_store_close(s);
-    if (write(done[1], "x", 1) != 1)
-      _exit(25);
-    _exit(0);
-  }
+  gated_child g = start_gated_child(dictionary_child);
   evs_store_options o = tu_opts(EVS_NOSYNC);
   tu_store = tu_open(tu_dir, &o);
   static char buf[2000][160];
@@ -207,17 +228,10 @@ Test(store_multiprocess, dictionary_trained_by_another_process_is_read,
   cr_assert_not_null(ev);
   json_events(ev, buf, 2000, 0);
   for (int i = 0; i < 2000; i += 100)
-    cr_assert_eq(evs_append(tu_store, "parent", EVS_EXPECT_ANY, ev + i, 100,
-                            NULL),
-                 0);
+    cr_assert_eq(
+        evs_append(tu_store, "parent", EVS_EXPECT_ANY, ev + i, 100, NULL), 0);
   free(ev);
-  cr_assert_eq(write(go[1], "g", 1), 1);
-  char c;
-  cr_assert_eq(read(done[0], &c, 1), 1);
-  int st = 0;
-  cr_assert_eq(waitpid(pid, &st, 0), pid);
-  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d",
-            WEXITSTATUS(st));
+  go_child_and_wait(&g);
   tu_evlist l = tu_stream(tu_store, "child", NULL);
   cr_assert_eq(l.n, 100);
   char want[160];
