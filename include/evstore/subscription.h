@@ -122,7 +122,9 @@ EVS_EXTERN int evs_sub_open(evs_sub **out, evs_store *store,
  *  - EVS_ECANCELED: evs_sub_cancel() was called (and every later call
  *    returns it too);
  *  - EVS_ECLOSED: the store is closing;
- *  - EVS_ESTREAMDELETED: the subscribed stream was tombstoned;
+ *  - EVS_ESTREAMDELETED: the subscribed stream was tombstoned (a blocked
+ *    call returns it as soon as a tombstone by this process commits; one
+ *    by another process is seen when the next event of the log is);
  *  - read errors (EVS_ECORRUPT, EVS_ENOMEM, ...): the checkpoint is left
  *    before the failed event, so the call may be retried.
  */

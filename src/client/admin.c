@@ -364,12 +364,14 @@ int evs_client_replay(evs_client *c, const char *projection,
   evs__proto_reply rep;
   uint8_t *body;
   int rc = long_call(c, &q, on_replay_progress, &a, &rep, &body);
-  if (rc == 0) {
+  if (rc == 0 && rep.checkpoint < 0) {
+    rc = evs__cl_err(EVS_EPROTO, "replay reply: a negative checkpoint");
+  } else if (rc == 0) {
     if (out && (rep.code == 0 || rep.code == EVS_EHANDLER)) {
       out->generation = (uint32_t)rep.generation;
-      out->checkpoint = rep.checkpoint;
+      out->checkpoint = (uint64_t)rep.checkpoint;
       out->head = rep.head;
-      out->behind = rep.head > rep.checkpoint ? rep.head - rep.checkpoint : 0;
+      out->behind = rep.head > out->checkpoint ? rep.head - out->checkpoint : 0;
       out->events_applied = rep.events_applied;
       if (rep.code) {
         out->failed = 1;

@@ -46,6 +46,7 @@ struct evs_sub {
   int last_caught;      /* caught_up of the last batch returned */
   uint64_t returned_cp; /* checkpoint of the last batch returned */
 
+  uint64_t tomb_seen;     /* the store's tomb_seq when the stream was read */
   volatile int wake;      /* the cancel flag of evs__wait_commit: set with
                              evs__set_wait_flag to wake a waiter */
   volatile int cancelled; /* sticky; set with wake */
@@ -221,6 +222,7 @@ int evs_sub_open(evs_sub **out, evs_store *s, const evs_sub_options *opts) {
       sub->cp = o.checkpoint;
   }
   sub->returned_cp = sub->cp;
+  sub->tomb_seen = __atomic_load_n(&s->tomb_seq, __ATOMIC_ACQUIRE);
   if (rc == 0 && sub->stream)
     rc = evs__locate_stream(sub, sub->cp);
   if (rc) {
@@ -401,14 +403,22 @@ static int evs__sub_next(evs_sub *sub, evs_sub_batch *out, int timeout_ms,
     uint64_t head = seen;
     seen = 0;
     int rc = 0;
+    /* A stream was tombstoned since this one was read (the head does not
+     * move): read it again, to end if it was this one. */
+    int recheck = 0;
+    if (sub->stream) {
+      uint64_t t = __atomic_load_n(&sub->s->tomb_seq, __ATOMIC_ACQUIRE);
+      recheck = t != sub->tomb_seen;
+      sub->tomb_seen = t;
+    }
     /* A head published by this process's writer is committed: read up to
      * it without asking LMDB again (other processes' commits are found
      * here, when the wait ends without one). */
     if (head <= sub->cp && (rc = evs_head_position(sub->s, &head)))
       return rc;
-    if (head > sub->cp) {
+    if (head > sub->cp || recheck) {
       size_t n;
-      rc = evs__read_batch(sub, head, &n);
+      rc = evs__read_batch(sub, head > sub->cp ? head : sub->cp, &n);
       if (rc)
         return rc;
       int caught = sub->cp >= head;
@@ -449,7 +459,8 @@ static int evs__sub_next(evs_sub *sub, evs_sub_batch *out, int timeout_ms,
       }
       wait_ms = left > INT32_MAX ? INT32_MAX : (int)left;
     }
-    seen = evs__wait_commit(sub->s, sub->cp, wait_ms, &sub->wake);
+    seen = evs__wait_commit_tomb(sub->s, sub->cp, wait_ms, &sub->wake,
+                                 sub->stream ? sub->tomb_seen : UINT64_MAX);
     if (evs__sub_cancelled(sub))
       return evs__err(EVS_ECANCELED, "subscription canceled");
     if (evs__sub_take_wake(sub)) {

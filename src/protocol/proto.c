@@ -1581,7 +1581,10 @@ int evs__proto_decode_reply(evs__proto_reply *rep, const void *body, size_t len,
       rc = rd_int(&r, &rep->next, &rep->has_next);
       break;
     case K_CHECKPOINT:
-      rc = rd_uint(&r, &rep->checkpoint, &rep->has_checkpoint);
+      /* A position, or a stream version: -1 before the stream's first. */
+      rc = rd_int(&r, &rep->checkpoint, &rep->has_checkpoint);
+      if (rc == 0 && rep->checkpoint < -1)
+        rc = EVS_EPROTO;
       break;
     case K_END:
       rc = rd_bool(&r, &rep->end);

@@ -361,7 +361,7 @@ typedef struct evs__proto_reply {
   uint32_t nevents;
   int64_t next;
   int has_next;
-  uint64_t checkpoint;
+  int64_t checkpoint; /* -1: a stream subscription before its first event */
   int has_checkpoint;
   int end;
 

@@ -82,7 +82,7 @@ static const char usage[] =
     "  --slow-commit-ms MS   log appends slower than MS; 0 = never\n"
     "                        [EVSTORE_SLOW_COMMIT_MS, 200]\n"
     "  --log-level LEVEL     info or debug [EVSTORE_LOG_LEVEL, info]\n"
-    "  --help                this text\n"
+    "  -h, --help            this text\n"
     "  --version             the version\n"
     "\n"
     "Logs go to stderr, one key=value line per event. SIGINT and SIGTERM\n"
@@ -365,6 +365,30 @@ int evsd_config_parse(evsd_config *c, int argc, char **argv) {
     longopts[i].val = opts[i].id;
   }
   memset(&longopts[NOPTS], 0, sizeof longopts[NOPTS]);
+  /* getopt_long takes any unambiguous prefix of a long option (--vers for
+   * --version): only the names --help lists are accepted. */
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--") == 0)
+      break;
+    if (strncmp(a, "--", 2) != 0)
+      continue;
+    const char *eq = strchr(a + 2, '=');
+    size_t len = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+    const opt_desc *o = NULL;
+    for (size_t k = 0; k < NOPTS; k++)
+      if (strlen(opts[k].flag) == len && strncmp(opts[k].flag, a + 2, len) == 0)
+        o = &opts[k];
+    if (o == NULL) {
+      fprintf(stderr,
+              "evstored: unknown option '%.*s'\n"
+              "Try 'evstored --help'.\n",
+              (int)(len + 2), a);
+      return -1;
+    }
+    if (o->has_arg && eq == NULL)
+      i++; /* its value */
+  }
   optind = 1;
   opterr = 0;
   int ch;

@@ -402,9 +402,9 @@ static void do_append(evsd_conn *c, evs__proto_request *req,
       if (sz > srv->cfg->max_event_size) {
         char msg[400];
         snprintf(msg, sizeof msg,
-                 "event %u of the append to '%.*s' has %llu bytes of data "
-                 "and metadata; the limit is %u",
-                 i, (int)(pt->stream.len > 200 ? 200 : pt->stream.len),
+                 "event %u of '%.*s' has %llu bytes of data and metadata: "
+                 "the limit is %u",
+                 i, (int)(pt->stream.len > 255 ? 255 : pt->stream.len),
                  (const char *)pt->stream.data, (unsigned long long)sz,
                  srv->cfg->max_event_size);
         evsd_conn_send_error(c, EVS__K_REPLY, req->rid, EVS_ETOOLARGE, msg);

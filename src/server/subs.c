@@ -33,6 +33,7 @@ struct evsd_sub {
   int at_end;           /* the last batch reached the end */
   int caught_up_sent;
   uint64_t head_seen; /* the head when the last batch was started */
+  uint64_t tomb_seen; /* the store's tomb_seq then (stream subscriptions) */
   uint64_t sent_cp;   /* last checkpoint sent to the client */
   uint64_t cp_push_ms;
   uv_work_t work;
@@ -289,6 +290,17 @@ static void send_checkpoint(evsd_sub *s, evs__proto_kind kind) {
 
 static void after_batch(uv_work_t *req, int status);
 
+/* Bumped by the store for every commit that tombstoned a stream. */
+static uint64_t tomb_now(const evsd_server *srv) {
+  return __atomic_load_n(&srv->store->tomb_seq, __ATOMIC_ACQUIRE);
+}
+
+/* Has something the subscription waits for happened since its last read:
+ * a new event, or (for a stream) a tombstone, which moves no head? */
+static int sub_stale(const evsd_sub *s, uint64_t head, uint64_t tomb) {
+  return head > s->head_seen || (s->is_stream && tomb != s->tomb_seen);
+}
+
 static void kick(evsd_sub *s) {
   evsd_conn *c = s->c;
   evsd_server *srv = c->srv;
@@ -297,6 +309,7 @@ static void kick(evsd_sub *s) {
   if (evsd_conn_output_full(c))
     return; /* paused: evsd_subs_resume() wakes it */
   s->reading = 1;
+  s->tomb_seen = tomb_now(srv);
   s->head_seen = EVSD_GET(srv->head);
   s->w_rc = 0;
   s->w_err[0] = '\0';
@@ -370,7 +383,8 @@ static void batch_done(evsd_sub *s) {
     }
   }
   evsd_conn_unref(c);
-  if (!c->closing && (!s->w_end || EVSD_GET(srv->head) > s->head_seen))
+  if (!c->closing &&
+      (!s->w_end || sub_stale(s, EVSD_GET(srv->head), tomb_now(srv))))
     kick(s);
   evsd_server_pending_done(srv);
 }
@@ -618,13 +632,14 @@ static int fan_start(evsd_server *srv, evsd_sub **subs, size_t n) {
 
 void evsd_subs_on_commit(evsd_server *srv) {
   uint64_t head = EVSD_GET(srv->head);
+  uint64_t tomb = tomb_now(srv);
   evsd_sub *small[64], **tail = small;
   size_t n = 0, cap = sizeof small / sizeof small[0];
   for (evsd_conn *c = srv->conns; c; c = c->next) {
     if (c->closing)
       continue;
     for (evsd_sub *s = c->subs; s; s = s->next) {
-      if (!(s->at_end && !s->reading && head > s->head_seen))
+      if (!(s->at_end && !s->reading && sub_stale(s, head, tomb)))
         continue;
       if (fan_eligible(s, head)) {
         if (n == cap) {
@@ -665,8 +680,9 @@ void evsd_subs_resume(evsd_conn *c) {
   if (c->closing || c->subs == NULL)
     return;
   uint64_t head = EVSD_GET(c->srv->head);
+  uint64_t tomb = tomb_now(c->srv);
   for (evsd_sub *s = c->subs; s; s = s->next)
-    if (!s->reading && (!s->at_end || head > s->head_seen))
+    if (!s->reading && (!s->at_end || sub_stale(s, head, tomb)))
       kick(s);
 }
 

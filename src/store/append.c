@@ -117,6 +117,7 @@ typedef struct evs__batch {
   size_t ncat, ntyp, capcat, captyp;
   uint8_t *scratch; /* big-endian positions for MDB_MULTIPLE */
   size_t capscratch;
+  size_t tombstoned; /* streams this batch tombstoned */
 } evs__batch;
 
 /* ---- preparation (caller's thread) ------------------------------------- */
@@ -976,8 +977,10 @@ static int evs__apply_delete(evs__batch *b, evs__req *r) {
       return rc;
     st.flags |= EVS_STREAM_TOMBSTONED;
     rc = evs__put_stream(b, r->stream, r->stream_len, &st);
-    if (rc == 0)
+    if (rc == 0) {
       r->rc = 0;
+      b->tombstoned++;
+    }
     return rc;
   }
   if (rc)
@@ -1005,6 +1008,7 @@ static int evs__apply_delete(evs__batch *b, evs__req *r) {
   if (r->hard) {
     st.flags |= EVS_STREAM_TOMBSTONED;
     st.flags &= ~EVS_STREAM_DELETED;
+    b->tombstoned++;
   } else {
     if (st.flags & EVS_STREAM_DELETED) {
       r->rc = 0;
@@ -1109,6 +1113,16 @@ static int evs__batch_try(evs_store *s, evs__req **reqs, size_t n,
 static void evs__publish(evs_store *s, uint64_t head, int64_t ts,
                          const evs__group_info *g) {
   pthread_mutex_lock(&s->c_mu);
+  if (g == NULL) {
+    /* Streams were tombstoned: no event, the same head; wake the
+     * listeners and waiters so that stream subscriptions end. */
+    for (evs__commit_listener *l = s->listeners; l; l = l->next)
+      if (l->fn)
+        l->fn(s->committed_head, l->payload);
+    pthread_mutex_unlock(&s->c_mu);
+    evs__bump_commit_seq(s);
+    return;
+  }
   if (head > s->committed_head) {
     s->committed_ts = ts;
     __atomic_store_n(&s->committed_head, head, __ATOMIC_RELEASE);
@@ -1166,10 +1180,14 @@ static void evs__run_batch(evs_store *s, evs__req **reqs, size_t n) {
                          __ATOMIC_RELAXED);
       __atomic_add_fetch(&s->n_bytes_written, b.bytes_written,
                          __ATOMIC_RELAXED);
+      if (b.tombstoned)
+        __atomic_add_fetch(&s->tomb_seq, 1, __ATOMIC_RELEASE);
       if (b.events_written) {
         evs__group_info g = { head, n, b.events_written, b.bytes_written,
                               evs__mono_ns() - t0 };
         evs__publish(s, head, b.floor, &g);
+      } else if (b.tombstoned) {
+        evs__publish(s, head, b.floor, NULL);
       }
       return;
     }

@@ -261,6 +261,10 @@ struct evs_store {
   uint64_t committed_head; /* atomic */
   int64_t committed_ts;
   uint64_t commit_seq;
+  /* Atomic: bumped by every commit that tombstoned a stream (no event is
+   * written, so the head does not move): stream subscriptions look at
+   * their stream again when it changes. */
+  uint64_t tomb_seq;
   evs__commit_listener *listeners;
 
   /* Counters (atomic). */
@@ -295,6 +299,10 @@ void evs__iter_release(evs_iter *it);
  * `after` or `timeout_ms` passes (-1 forever). Returns the head. */
 uint64_t evs__wait_commit(evs_store *s, uint64_t after, int timeout_ms,
                           const volatile int *cancel);
+/* The same, returning early too when the store's tomb_seq differs from
+ * `tomb` (the value the caller saw before it tested its stream). */
+uint64_t evs__wait_commit_tomb(evs_store *s, uint64_t after, int timeout_ms,
+                               const volatile int *cancel, uint64_t tomb);
 void evs__wake_waiters(evs_store *s);
 /* Sleeps until the event count differs from `seq` (loaded, with acquire,
  * before the caller tested what it waits for), the store closes, or

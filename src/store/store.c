@@ -818,6 +818,11 @@ static int64_t evs__mono_ns(void) {
 
 uint64_t evs__wait_commit(evs_store *s, uint64_t after, int timeout_ms,
                           const volatile int *cancel) {
+  return evs__wait_commit_tomb(s, after, timeout_ms, cancel, UINT64_MAX);
+}
+
+uint64_t evs__wait_commit_tomb(evs_store *s, uint64_t after, int timeout_ms,
+                               const volatile int *cancel, uint64_t tomb) {
   int64_t deadline =
       timeout_ms >= 0 ? evs__mono_ns() + (int64_t)timeout_ms * 1000000 : 0;
   __atomic_add_fetch(&s->c_waiters, 1, __ATOMIC_SEQ_CST);
@@ -826,7 +831,9 @@ uint64_t evs__wait_commit(evs_store *s, uint64_t after, int timeout_ms,
     uint32_t seq = __atomic_load_n(&s->c_seq, __ATOMIC_SEQ_CST);
     head = __atomic_load_n(&s->committed_head, __ATOMIC_ACQUIRE);
     if (head > after || (cancel && __atomic_load_n(cancel, __ATOMIC_ACQUIRE)) ||
-        __atomic_load_n(&s->closing, __ATOMIC_ACQUIRE))
+        __atomic_load_n(&s->closing, __ATOMIC_ACQUIRE) ||
+        (tomb != UINT64_MAX &&
+         __atomic_load_n(&s->tomb_seq, __ATOMIC_ACQUIRE) != tomb))
       break;
     if (timeout_ms < 0) {
       evs__futex_wait(&s->c_seq, seq, NULL);

@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,6 +335,71 @@ Test(proj_sub, stream_subscription_before_the_stream_exists) {
   cr_assert_eq(n, 1);
   cr_assert_eq(b.events[0].position, p);
   evs_sub_close(sub);
+}
+
+typedef struct tomb_later {
+  const char *stream;
+  int ms;
+} tomb_later;
+
+static void *tombstone_later(void *arg) {
+  tomb_later *t = arg;
+  struct timespec ts = { 0, (long)t->ms * 1000000L };
+  nanosleep(&ts, NULL);
+  return (void *)(intptr_t)evs_stream_delete(st, t->stream, EVS_EXPECT_ANY, 1);
+}
+
+/* A tombstone writes no event and moves no head: a stream subscription
+ * blocked at its head must still end at once, with or without events. */
+Test(proj_sub, tombstone_ends_a_blocked_stream_subscription) {
+  const char *names[2] = { "doomed-1", "never-1" };
+  pu_append1(st, "doomed-1", "T", "{}");
+  for (int i = 0; i < 2; i++) {
+    evs_sub_options o = EVS_SUB_OPTIONS_INIT;
+    o.stream = names[i];
+    evs_sub *sub = open_sub(&o);
+    evs_sub_batch b;
+    int n;
+    while ((n = evs_sub_next(sub, &b, 0)) >= 0)
+      ;
+    cr_assert_eq(n, EVS_ETIMEDOUT, "%s", evs_err_name(n));
+    /* Another stream's tombstone wakes it, and it goes on waiting. */
+    cr_assert_eq(evs_stream_delete(st, "bystander-1", EVS_EXPECT_ANY, 1), 0);
+    cr_assert_eq(evs_sub_next(sub, &b, 50), EVS_ETIMEDOUT);
+    tomb_later t = { names[i], 100 };
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, tombstone_later, &t), 0);
+    int64_t t0 = tu_now_ns();
+    n = evs_sub_next(sub, &b, 10000);
+    int64_t ms = (tu_now_ns() - t0) / 1000000;
+    void *ret;
+    pthread_join(th, &ret);
+    cr_assert_eq((intptr_t)ret, 0);
+    cr_assert_eq(n, EVS_ESTREAMDELETED, "%s: got %s after %lld ms", names[i],
+                 evs_err_name(n), (long long)ms);
+    cr_assert_lt(ms, 5000);
+    evs_sub_close(sub);
+  }
+  /* The same through evs_sub_run_many. */
+  pu_append1(st, "doomed-2", "T", "{}");
+  evs_sub_options o = EVS_SUB_OPTIONS_INIT;
+  o.stream = "doomed-2";
+  evs_sub *subs[1] = { open_sub(&o) };
+  evs_sub_callbacks cb = EVS_SUB_CALLBACKS_INIT;
+  const evs_sub_callbacks *cbs[1] = { &cb };
+  int results[1] = { 0 };
+  tomb_later t = { "doomed-2", 100 };
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, tombstone_later, &t), 0);
+  int64_t t0 = tu_now_ns();
+  int rc = evs_sub_run_many(subs, cbs, NULL, 1, results);
+  int64_t ms = (tu_now_ns() - t0) / 1000000;
+  pthread_join(th, NULL);
+  cr_assert_eq(results[0], EVS_ESTREAMDELETED, "%s", evs_err_name(results[0]));
+  cr_assert_neq(rc, 0);
+  cr_assert_lt(ms, 900, "the tombstone waited for the 1 s poll: %lld ms",
+               (long long)ms);
+  evs_sub_close(subs[0]);
 }
 
 Test(proj_sub, bad_options) {

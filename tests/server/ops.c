@@ -475,21 +475,35 @@ Test(server_ops, subscribe_stream_and_category) {
   cr_assert_eq(evs_client_sub_next(cat, &e, 10000), 1);
   cr_assert(slice_is(e->stream, "acct-2"));
   cr_assert_eq(evs_client_sub_checkpoint(cat), 8);
-  /* a stream subscription ends when the stream is tombstoned */
+  /* a stream subscription ends when the stream is tombstoned, at once:
+   * a tombstone writes no event */
+  cr_assert_eq(evs_client_sub_next(st, &e, 100), 0);
   cr_assert_eq(evs_client_delete(C, "acct-2", EVS_EXPECT_ANY, 1), 0);
-  cl_append_n(C, "misc-1", EVS_EXPECT_ANY, 1, NULL);
   cr_assert_eq(evs_client_sub_next(st, &e, 10000), EVS_ESTREAMDELETED);
   evs_client_sub_close(st);
   evs_client_sub_close(cat);
-  /* a subscription to a stream that does not exist yet waits for it */
-  so = (evs_client_sub_options)EVS_CLIENT_SUB_OPTIONS_INIT;
-  so.stream = "later-1";
-  cr_assert_eq(evs_client_subscribe(&st, C, &so), 0);
-  cr_assert_eq(evs_client_sub_next(st, &e, 200), 0);
-  cl_append_n(C, "later-1", EVS_EXPECT_ANY, 1, NULL);
-  cr_assert_eq(evs_client_sub_next(st, &e, 10000), 1);
-  cr_assert(slice_is(e->stream, "later-1"));
-  evs_client_sub_close(st);
+  /* a subscription to a stream that does not exist yet waits for it (its
+   * checkpoint is version -1: no reconnection over it), from the start or
+   * from the end, and gets the event that creates it */
+  for (int from_end = 0; from_end < 2; from_end++) {
+    const char *name = from_end ? "later-2" : "later-1";
+    so = (evs_client_sub_options)EVS_CLIENT_SUB_OPTIONS_INIT;
+    so.stream = name;
+    so.from_end = from_end;
+    cr_assert_eq(evs_client_subscribe(&st, C, &so), 0);
+    cr_assert_eq(evs_client_sub_next(st, &e, 300), 0);
+    cr_assert(evs_client_sub_caught_up(st));
+    cr_assert_eq(evs_client_sub_checkpoint(st), -1);
+    cl_append_n(C, name, EVS_EXPECT_ANY, 3, NULL);
+    for (int v = 0; v < 3; v++) {
+      cr_assert_eq(evs_client_sub_next(st, &e, 10000), 1);
+      cr_assert(slice_is(e->stream, name));
+      cr_assert_eq(e->version, v);
+    }
+    cr_assert_eq(evs_client_sub_reconnects(st), 0, "%s: %u reconnections", name,
+                 evs_client_sub_reconnects(st));
+    evs_client_sub_close(st);
+  }
 }
 
 Test(server_ops, raw_subscribe_unsubscribe_and_pushes) {
