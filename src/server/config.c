@@ -377,7 +377,7 @@ int evsd_config_parse(evsd_config *c, int argc, char **argv) {
     size_t len = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
     const opt_desc *o = NULL;
     for (size_t k = 0; k < NOPTS; k++)
-      if (strlen(opts[k].flag) == len && strncmp(opts[k].flag, a + 2, len) == 0)
+      if (strlen(opts[k].flag) == len && memcmp(opts[k].flag, a + 2, len) == 0)
         o = &opts[k];
     if (o == NULL) {
       fprintf(stderr,
