@@ -42,8 +42,12 @@ install: build
 	cmake --install build --prefix "$(PREFIX)"
 	@if [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
 
+# Every build tree this Makefile creates: the presets' (build/,
+# build-debug/, build-asan/, build-tsan/), make fuzz's (build-fuzz/, and
+# build-fuzz-msan/ of scripts/fuzz.sh --msan) and make lint's (build-lint/).
 clean:
-	rm -rf build build-debug build-asan build-tsan
+	rm -rf build build-debug build-asan build-tsan build-fuzz build-fuzz-msan \
+	  build-lint
 
 # Benchmarks (docs/performance.md): `make bench` runs every scenario and
 # writes charts to bench-results/; `make bench-quick` is the under-a-minute
