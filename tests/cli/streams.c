@@ -21,18 +21,18 @@ static size_t count_events(const char *stream) {
 }
 
 static void expect_status(int want, const char *const *args) {
-  const char *envv[] = {ct_env_db, "EVSTORE_DURABILITY=nosync", NULL};
-  cu_opts o = {tu_dir, envv, NULL, 0, 0};
+  const char *envv[] = { ct_env_db, "EVSTORE_DURABILITY=nosync", NULL };
+  cu_opts o = { tu_dir, envv, NULL, 0, 0 };
   cu_result r = cu_run(EVSTORE_CLI_PATH, args, &o);
   cr_assert_eq(r.status, want, "%s %s: status %d, expected %d\n%s", args[0],
                args[1] ? args[1] : "", r.status, want, r.err);
   cu_result_free(&r);
 }
 
-#define EXPECT(want, ...)                                                    \
-  do {                                                                       \
-    const char *a__[] = {__VA_ARGS__, NULL};                                 \
-    expect_status((want), a__);                                              \
+#define EXPECT(want, ...)                                                      \
+  do {                                                                         \
+    const char *a__[] = { __VA_ARGS__, NULL };                                 \
+    expect_status((want), a__);                                                \
   } while (0)
 
 Test(cli_streams, lists_streams) {
@@ -76,10 +76,10 @@ Test(cli_streams, info) {
   json_decref(ct_append("other-1", "T", "1"));
   json_decref(ct_append("order-1", "T", "2"));
   json_t *o = ct_obj(ct_run("info", "order-1", NULL));
-  const char *keys[] = {"stream", "version", "first_version",
-                        "first_position", "last_position", "deleted",
-                        "tombstoned", "metadata", "start_version",
-                        "last_timestamp"};
+  const char *keys[] = { "stream",         "version",       "first_version",
+                         "first_position", "last_position", "deleted",
+                         "tombstoned",     "metadata",      "start_version",
+                         "last_timestamp" };
   size_t k = 0;
   const char *key;
   json_t *val;

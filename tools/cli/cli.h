@@ -21,26 +21,26 @@
 /* Exit statuses (documented in docs/cli.md and the man page). */
 enum {
   CLI_EXIT_OK = 0,
-  CLI_EXIT_ERROR = 1,      /* runtime error */
-  CLI_EXIT_USAGE = 2,      /* usage error or invalid input */
-  CLI_EXIT_VERSION = 3,    /* wrong expected version */
-  CLI_EXIT_NOSTREAM = 4    /* stream not found or deleted */
+  CLI_EXIT_ERROR = 1,   /* runtime error */
+  CLI_EXIT_USAGE = 2,   /* usage error or invalid input */
+  CLI_EXIT_VERSION = 3, /* wrong expected version */
+  CLI_EXIT_NOSTREAM = 4 /* stream not found or deleted */
 };
 
 typedef struct cli_ctx {
-  const char *cmd;        /* the command being run, for messages */
-  const char *db;         /* --db or $EVSTORE_DB */
-  const char *connect;    /* --connect or $EVSTORE_CONNECT */
-  const char *token;      /* --token or $EVSTORE_TOKEN */
+  const char *cmd;     /* the command being run, for messages */
+  const char *db;      /* --db or $EVSTORE_DB */
+  const char *connect; /* --connect or $EVSTORE_CONNECT */
+  const char *token;   /* --token or $EVSTORE_TOKEN */
   int db_flag, connect_flag, token_flag;
   int opt_json, opt_table;
-  int json;               /* output JSON lines (else a table) */
+  int json; /* output JSON lines (else a table) */
   int stdout_tty, stderr_tty;
   evs_durability durability;
   int want_version;
   cli_backend *be;
-  cli_buf line;           /* one output line */
-  unsigned long rows;     /* rows printed (table header once) */
+  cli_buf line;       /* one output line */
+  unsigned long rows; /* rows printed (table header once) */
 } cli_ctx;
 
 /* Set by SIGINT/SIGTERM while a command waits (subscribe). */
@@ -51,7 +51,7 @@ extern volatile sig_atomic_t cli_interrupted;
 typedef struct cli_opt {
   const char *name; /* without the leading "--" */
   int has_arg;
-  int id;           /* > 0 */
+  int id; /* > 0 */
 } cli_opt;
 
 typedef struct cli_optval {
@@ -86,8 +86,7 @@ int cli_parse_globals(cli_ctx *ctx, int argc, char **argv, int *help);
 /* ---- value parsers: 0 on success, else a usage message and
  * CLI_EXIT_USAGE ---------------------------------------------------------- */
 
-int cli_parse_u64(cli_ctx *ctx, const char *opt, const char *s,
-                  uint64_t *out);
+int cli_parse_u64(cli_ctx *ctx, const char *opt, const char *s, uint64_t *out);
 int cli_parse_version(cli_ctx *ctx, const char *opt, const char *s,
                       int64_t *out);
 int cli_parse_expected(cli_ctx *ctx, const char *s, int64_t *out);
@@ -120,15 +119,18 @@ int cli_errorf(cli_ctx *ctx, int status, const char *fmt, ...)
  * Reports EVS_EWRONGVERSION for `stream`, naming the expected and the
  * actual version and what to do; returns CLI_EXIT_VERSION.
  */
-int cli_report_wrong_version(cli_ctx *ctx, const char *stream,
-                             int64_t expected, int64_t actual);
+int cli_report_wrong_version(cli_ctx *ctx, const char *stream, int64_t expected,
+                             int64_t actual);
 
 /* Exit status for an EVS_E* or -errno code. */
 int cli_exit_for(int rc);
 
 /* ---- the store ----------------------------------------------------------- */
 
-enum { CLI_OPEN_READ = 0, CLI_OPEN_WRITE = 1 };
+enum {
+  CLI_OPEN_READ = 0,
+  CLI_OPEN_WRITE = 1
+};
 
 /*
  * Opens ctx->be (local or remote). `stream` (may be NULL) names the stream
@@ -196,8 +198,8 @@ extern const cli_command cli_cmd_append, cli_cmd_read, cli_cmd_read_all,
  * --jsonl and import). Owned buffers are released by cli_jevent_clear().
  */
 typedef struct cli_jevent {
-  int is_state;          /* a stream state line of `export` */
-  char *stream;          /* "stream" (NULL if absent) */
+  int is_state; /* a stream state line of `export` */
+  char *stream; /* "stream" (NULL if absent) */
   int has_version;
   int64_t version;
   int has_timestamp;
@@ -207,16 +209,19 @@ typedef struct cli_jevent {
   evs_uuid id;
   void *data;
   size_t data_len;
-  void *metadata;        /* NULL when absent, null or empty */
+  void *metadata; /* NULL when absent, null or empty */
   size_t metadata_len;
   /* state lines */
-  char *state;           /* "active", "deleted", "tombstoned" */
+  char *state; /* "active", "deleted", "tombstoned" */
   int has_md;
   evs_stream_metadata md;
   void *custom;
 } cli_jevent;
 
-enum { CLI_JSONL_APPEND = 0, CLI_JSONL_IMPORT = 1 };
+enum {
+  CLI_JSONL_APPEND = 0,
+  CLI_JSONL_IMPORT = 1
+};
 
 /*
  * Parses one line. In APPEND mode data and metadata JSON is stored compact;

@@ -9,16 +9,23 @@
 #include "cli.h"
 #include "json.h"
 
-enum { O_EXPECTED = 1, O_TYPE, O_DATA, O_METADATA, O_ID, O_JSONL };
+enum {
+  O_EXPECTED = 1,
+  O_TYPE,
+  O_DATA,
+  O_METADATA,
+  O_ID,
+  O_JSONL
+};
 
 static const cli_opt opts[] = {
-    {"expected-version", 1, O_EXPECTED},
-    {"type", 1, O_TYPE},
-    {"data", 1, O_DATA},
-    {"metadata", 1, O_METADATA},
-    {"id", 1, O_ID},
-    {"jsonl", 1, O_JSONL},
-    {NULL, 0, 0},
+  { "expected-version", 1, O_EXPECTED },
+  { "type", 1, O_TYPE },
+  { "data", 1, O_DATA },
+  { "metadata", 1, O_METADATA },
+  { "id", 1, O_ID },
+  { "jsonl", 1, O_JSONL },
+  { NULL, 0, 0 },
 };
 
 /* Reads a whole file ("-" = stdin) into b. Returns 0 or an exit status. */
@@ -42,8 +49,8 @@ static int read_all_input(cli_ctx *ctx, const char *path, cli_buf *b) {
 }
 
 /* Validates a JSON argument and returns its compact text (malloc'd). */
-static int json_arg(cli_ctx *ctx, const char *opt, const char *text,
-                    void **out, size_t *out_len) {
+static int json_arg(cli_ctx *ctx, const char *opt, const char *text, void **out,
+                    size_t *out_len) {
   cli_json_info info;
   const char *err;
   size_t len = strlen(text);
@@ -59,14 +66,14 @@ static int json_arg(cli_ctx *ctx, const char *opt, const char *text,
   return 0;
 }
 
-int cli_report_wrong_version(cli_ctx *ctx, const char *stream,
-                             int64_t expected, int64_t actual) {
+int cli_report_wrong_version(cli_ctx *ctx, const char *stream, int64_t expected,
+                             int64_t actual) {
   char eb[32];
   fprintf(stderr,
           "%s %s: stream '%s': wrong expected version: expected %s, actual "
           "%lld%s\n",
-          CLI_PROG, ctx->cmd, stream,
-          cli_expected_str(eb, sizeof eb, expected), (long long)actual,
+          CLI_PROG, ctx->cmd, stream, cli_expected_str(eb, sizeof eb, expected),
+          (long long)actual,
           actual < 0 ? " (the stream has no events or is deleted)" : "");
   if (actual >= 0)
     fprintf(stderr,
@@ -84,8 +91,7 @@ static int run(cli_ctx *ctx, const cli_args *a) {
     return cli_usage(ctx, a->npos ? "too many arguments" : "missing STREAM");
   const char *stream = a->pos[0];
   int64_t expected = EVS_EXPECT_ANY;
-  const char *type = NULL, *data = NULL, *md = NULL, *id = NULL,
-             *jsonl = NULL;
+  const char *type = NULL, *data = NULL, *md = NULL, *id = NULL, *jsonl = NULL;
   for (int i = 0; i < a->nopts; i++) {
     const cli_optval *o = &a->opts[i];
     switch (o->id) {
@@ -137,8 +143,8 @@ static int run(cli_ctx *ctx, const cli_args *a) {
     count = 1;
     if (cli_check_name(ctx, "event type", type) ||
         json_arg(ctx, "--data", data, &data_bytes, &events[0].data_len) ||
-        (md && json_arg(ctx, "--metadata", md, &md_bytes,
-                        &events[0].metadata_len))) {
+        (md &&
+         json_arg(ctx, "--metadata", md, &md_bytes, &events[0].metadata_len))) {
       status = CLI_EXIT_USAGE;
       goto done;
     }
@@ -150,9 +156,10 @@ static int run(cli_ctx *ctx, const cli_args *a) {
     events[0].metadata = events[0].metadata_len ? md_bytes : NULL;
     if (id) {
       if (evs_uuid_parse(&events[0].id, id, strlen(id))) {
-        status = cli_usage(ctx, "--id must be a UUID like "
-                                "0192f4c4-7a1b-7c3d-8e9f-0123456789ab, not "
-                                "'%s'",
+        status = cli_usage(ctx,
+                           "--id must be a UUID like "
+                           "0192f4c4-7a1b-7c3d-8e9f-0123456789ab, not "
+                           "'%s'",
                            id);
         goto done;
       }
@@ -175,8 +182,8 @@ static int run(cli_ctx *ctx, const cli_args *a) {
       off += len + (nl ? 1 : 0);
       lineno++;
       size_t t = len;
-      while (t && (line[t - 1] == '\r' || line[t - 1] == ' ' ||
-                   line[t - 1] == '\t'))
+      while (t &&
+             (line[t - 1] == '\r' || line[t - 1] == ' ' || line[t - 1] == '\t'))
         t--;
       size_t s = 0;
       while (s < t && (line[s] == ' ' || line[s] == '\t'))
@@ -195,28 +202,30 @@ static int run(cli_ctx *ctx, const cli_args *a) {
       char err[256];
       if (cli_jevent_parse(&parsed[count], line + s, t - s, CLI_JSONL_APPEND,
                            err, sizeof err)) {
-        status = cli_errorf(ctx, CLI_EXIT_USAGE,
-                            "%s:%zu: %s; nothing was written", name, lineno,
-                            err);
+        status =
+            cli_errorf(ctx, CLI_EXIT_USAGE, "%s:%zu: %s; nothing was written",
+                       name, lineno, err);
         goto done;
       }
       if (cli_check_name(ctx, "event type", parsed[count].type)) {
         cli_jevent_clear(&parsed[count]);
-        status = cli_errorf(ctx, CLI_EXIT_USAGE, "%s:%zu: bad \"type\"",
-                            name, lineno);
+        status = cli_errorf(ctx, CLI_EXIT_USAGE, "%s:%zu: bad \"type\"", name,
+                            lineno);
         goto done;
       }
       count++;
     }
     if (count == 0) {
-      status = cli_usage(ctx, "%s has no events (one JSON object per line: "
-                              "{\"type\":\"T\",\"data\":{...}})",
+      status = cli_usage(ctx,
+                         "%s has no events (one JSON object per line: "
+                         "{\"type\":\"T\",\"data\":{...}})",
                          name);
       goto done;
     }
     if (count > EVS_MAX_EVENTS_PER_APPEND) {
-      status = cli_usage(ctx, "%s has %zu events; one append takes at most "
-                              "%u",
+      status = cli_usage(ctx,
+                         "%s has %zu events; one append takes at most "
+                         "%u",
                          name, count, EVS_MAX_EVENTS_PER_APPEND);
       goto done;
     }
@@ -237,11 +246,10 @@ static int run(cli_ctx *ctx, const cli_args *a) {
     goto done;
   evs_append_result res;
   memset(&res, 0, sizeof res);
-  int rc = ctx->be->ops->append(ctx->be, stream, expected, events, count,
-                                &res);
+  int rc = ctx->be->ops->append(ctx->be, stream, expected, events, count, &res);
   if (rc == EVS_EWRONGVERSION) {
-    status = cli_report_wrong_version(ctx, stream, expected,
-                                      res.actual_version);
+    status =
+        cli_report_wrong_version(ctx, stream, expected, res.actual_version);
     goto done;
   }
   if (rc) {
@@ -270,34 +278,34 @@ done:
 }
 
 const cli_command cli_cmd_append = {
-    "append",
-    run,
-    opts,
-    "append STREAM [--expected-version any|no-stream|exists|N]\n"
-    "       (--type TYPE --data JSON [--metadata JSON] [--id UUID] | "
-    "--jsonl FILE|-)",
-    "append events to a stream",
-    "Appends one event (--type and --data), or every line of a JSON lines\n"
-    "file (--jsonl FILE, or - for stdin) as ONE atomic append: all events\n"
-    "land with consecutive versions, or none does. Each line is\n"
-    "  {\"type\":T,\"data\":<json>,\"metadata\":<json>,\"id\":\"<uuid>\"}\n"
-    "(metadata and id optional; {\"$base64\":\"...\"} gives bytes that are "
-    "not JSON).\n"
-    "\n"
-    "Options:\n"
-    "  --expected-version V  any (default), no-stream, exists, or the\n"
-    "                        version N of the stream's last event\n"
-    "  --type TYPE           event type, 1..255 bytes of UTF-8\n"
-    "  --data JSON           event data: any JSON value, stored compact\n"
-    "  --metadata JSON       event metadata: any JSON value (null = none)\n"
-    "  --id UUID             event id (default: a generated UUIDv7); an\n"
-    "                        append whose ids are all stored already is an\n"
-    "                        idempotent retry and writes nothing\n"
-    "  --jsonl FILE|-        append every line of FILE atomically\n"
-    "\n"
-    "Prints {\"stream\":S,\"first_version\":A,\"last_version\":B,"
-    "\"first_position\":P,\"last_position\":Q}.\n"
-    "Exit status 3 when the expected version does not match (nothing is\n"
-    "written), 2 for invalid input (nothing is written), 4 when the stream\n"
-    "is tombstoned.\n",
+  "append",
+  run,
+  opts,
+  "append STREAM [--expected-version any|no-stream|exists|N]\n"
+  "       (--type TYPE --data JSON [--metadata JSON] [--id UUID] | "
+  "--jsonl FILE|-)",
+  "append events to a stream",
+  "Appends one event (--type and --data), or every line of a JSON lines\n"
+  "file (--jsonl FILE, or - for stdin) as ONE atomic append: all events\n"
+  "land with consecutive versions, or none does. Each line is\n"
+  "  {\"type\":T,\"data\":<json>,\"metadata\":<json>,\"id\":\"<uuid>\"}\n"
+  "(metadata and id optional; {\"$base64\":\"...\"} gives bytes that are "
+  "not JSON).\n"
+  "\n"
+  "Options:\n"
+  "  --expected-version V  any (default), no-stream, exists, or the\n"
+  "                        version N of the stream's last event\n"
+  "  --type TYPE           event type, 1..255 bytes of UTF-8\n"
+  "  --data JSON           event data: any JSON value, stored compact\n"
+  "  --metadata JSON       event metadata: any JSON value (null = none)\n"
+  "  --id UUID             event id (default: a generated UUIDv7); an\n"
+  "                        append whose ids are all stored already is an\n"
+  "                        idempotent retry and writes nothing\n"
+  "  --jsonl FILE|-        append every line of FILE atomically\n"
+  "\n"
+  "Prints {\"stream\":S,\"first_version\":A,\"last_version\":B,"
+  "\"first_position\":P,\"last_position\":Q}.\n"
+  "Exit status 3 when the expected version does not match (nothing is\n"
+  "written), 2 for invalid input (nothing is written), 4 when the stream\n"
+  "is tombstoned.\n",
 };

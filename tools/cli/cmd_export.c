@@ -34,12 +34,15 @@
 
 /* ---- export -------------------------------------------------------------- */
 
-enum { X_FROM = 1, X_UNTIL };
+enum {
+  X_FROM = 1,
+  X_UNTIL
+};
 
 static const cli_opt export_opts[] = {
-    {"from", 1, X_FROM},
-    {"until", 1, X_UNTIL},
-    {NULL, 0, 0},
+  { "from", 1, X_FROM },
+  { "until", 1, X_UNTIL },
+  { NULL, 0, 0 },
 };
 
 typedef struct exporter {
@@ -109,8 +112,9 @@ static int export_state(const char *name, size_t len,
 
 static int run_export(cli_ctx *ctx, const cli_args *a) {
   if (a->npos)
-    return cli_usage(ctx, "unexpected argument '%s' (export writes to "
-                          "stdout: redirect it to a file)",
+    return cli_usage(ctx,
+                     "unexpected argument '%s' (export writes to "
+                     "stdout: redirect it to a file)",
                      a->pos[0]);
   uint64_t from = 0, until = 0;
   for (int i = 0; i < a->nopts; i++) {
@@ -152,41 +156,45 @@ static int run_export(cli_ctx *ctx, const cli_args *a) {
 }
 
 const cli_command cli_cmd_export = {
-    "export",
-    run_export,
-    export_opts,
-    "export [--from POSITION] [--until POSITION]",
-    "write the store as JSON lines to stdout",
-    "Writes every visible event of $all in position order, one JSON object\n"
-    "per line in the format of 'read' (always JSON, never a table), then one\n"
-    "state line per stream that is deleted, tombstoned or has metadata:\n"
-    "  {\"stream\":S,\"state\":\"active|deleted|tombstoned\",\"version\":V,\n"
-    "   \"metadata\":{\"max_count\":..,\"max_age\":..,\"truncate_before\":..,"
-    "\"custom\":..}}\n"
-    "The output is byte-exact: JSON with line breaks or surrounding spaces\n"
-    "and bytes that are not JSON are written as {\"$base64\":\"...\"}. The\n"
-    "timestamp is the event's original commit time (for events brought in\n"
-    "by 'import', the time they had in the exported store).\n"
-    "\n"
-    "Options:\n"
-    "  --from POSITION   first position (inclusive)\n"
-    "  --until POSITION  last position (inclusive)\n"
-    "\n"
-    "Shows a progress bar on stderr when stderr is a terminal and stdout is\n"
-    "not.\n",
+  "export",
+  run_export,
+  export_opts,
+  "export [--from POSITION] [--until POSITION]",
+  "write the store as JSON lines to stdout",
+  "Writes every visible event of $all in position order, one JSON object\n"
+  "per line in the format of 'read' (always JSON, never a table), then one\n"
+  "state line per stream that is deleted, tombstoned or has metadata:\n"
+  "  {\"stream\":S,\"state\":\"active|deleted|tombstoned\",\"version\":V,\n"
+  "   \"metadata\":{\"max_count\":..,\"max_age\":..,\"truncate_before\":..,"
+  "\"custom\":..}}\n"
+  "The output is byte-exact: JSON with line breaks or surrounding spaces\n"
+  "and bytes that are not JSON are written as {\"$base64\":\"...\"}. The\n"
+  "timestamp is the event's original commit time (for events brought in\n"
+  "by 'import', the time they had in the exported store).\n"
+  "\n"
+  "Options:\n"
+  "  --from POSITION   first position (inclusive)\n"
+  "  --until POSITION  last position (inclusive)\n"
+  "\n"
+  "Shows a progress bar on stderr when stderr is a terminal and stdout is\n"
+  "not.\n",
 };
 
 /* ---- import -------------------------------------------------------------- */
 
-enum { TS_ORIGINAL = 0, TS_METADATA, TS_NOW };
+enum {
+  TS_ORIGINAL = 0,
+  TS_METADATA,
+  TS_NOW
+};
 
 typedef struct importer {
   cli_ctx *ctx;
-  const char *name;      /* the input, for messages */
+  const char *name; /* the input, for messages */
   size_t lineno;
-  int ts_mode;           /* TS_* */
-  int64_t floor_ts;      /* the newest commit time in the store (0 = none):
-                            no event can be committed before it */
+  int ts_mode;      /* TS_* */
+  int64_t floor_ts; /* the newest commit time in the store (0 = none):
+                       no event can be committed before it */
   /* the group being built: consecutive events of one stream (and, with
    * TS_ORIGINAL, of one commit time) */
   char *stream;
@@ -195,7 +203,7 @@ typedef struct importer {
   evs_event_data *data;
   size_t count, cap, bytes;
   size_t first_line;
-  int has_ts;            /* the group is committed at ts (TS_ORIGINAL) */
+  int has_ts; /* the group is committed at ts (TS_ORIGINAL) */
   int64_t ts;
   /* totals */
   uint64_t events, written, skipped, states, placeholders;
@@ -237,10 +245,9 @@ static int write_events(importer *im, const char *stream, int64_t expected,
                         int64_t ts, evs_append_result *res) {
   const cli_backend_ops *ops = im->ctx->be->ops;
   memset(res, 0, sizeof *res);
-  int rc = has_ts ? ops->append_at(im->ctx->be, stream, expected, events, n,
-                                   ts, res)
-                  : ops->append(im->ctx->be, stream, expected, events, n,
-                                res);
+  int rc =
+      has_ts ? ops->append_at(im->ctx->be, stream, expected, events, n, ts, res)
+             : ops->append(im->ctx->be, stream, expected, events, n, res);
   if (rc == 0 && !res->idempotent && res->timestamp_ns > im->floor_ts)
     im->floor_ts = res->timestamp_ns;
   return rc;
@@ -249,9 +256,8 @@ static int write_events(importer *im, const char *stream, int64_t expected,
 /* Appends placeholders so that the stream's next version is `to`, starting
  * with expected version `expected` (NO_STREAM recreates a soft-deleted
  * stream at its next version), committed like the events they precede. */
-static int add_placeholders(importer *im, const char *stream,
-                            int64_t expected, int64_t next, int64_t to,
-                            int has_ts, int64_t ts) {
+static int add_placeholders(importer *im, const char *stream, int64_t expected,
+                            int64_t next, int64_t to, int has_ts, int64_t ts) {
   cli_ctx *ctx = im->ctx;
   evs_event_data *ph = calloc(PLACEHOLDER_CHUNK, sizeof *ph);
   if (ph == NULL)
@@ -268,13 +274,14 @@ static int add_placeholders(importer *im, const char *stream,
     evs_append_result res;
     int rc = write_events(im, stream, expected, ph, n, has_ts, ts, &res);
     if (rc == EVS_EWRONGVERSION) {
-      status = cli_report_wrong_version(ctx, stream, expected,
-                                        res.actual_version);
+      status =
+          cli_report_wrong_version(ctx, stream, expected, res.actual_version);
       break;
     }
     if (rc) {
-      status = cli_fail(ctx, rc, "%s:%zu: stream '%s': writing placeholder "
-                                 "events",
+      status = cli_fail(ctx, rc,
+                        "%s:%zu: stream '%s': writing placeholder "
+                        "events",
                         im->name, im->lineno, stream);
       break;
     }
@@ -296,8 +303,9 @@ static int hide_prefix(importer *im, const char *stream, int64_t expected,
     return status;
   int rc = im->ctx->be->ops->delete_stream(im->ctx->be, stream, to - 1, 0);
   if (rc)
-    return cli_fail(im->ctx, rc, "%s:%zu: stream '%s': soft-deleting the "
-                                 "placeholder events",
+    return cli_fail(im->ctx, rc,
+                    "%s:%zu: stream '%s': soft-deleting the "
+                    "placeholder events",
                     im->name, im->lineno, stream);
   return 0;
 }
@@ -322,9 +330,9 @@ static int locate_event(const evs_event *ev, void *payload) {
 
 /* The stream's state in the target store. */
 typedef struct target {
-  int known;        /* the store has seen the stream */
+  int known; /* the store has seen the stream */
   unsigned flags;
-  int64_t version;  /* last version (also for soft-deleted streams) */
+  int64_t version; /* last version (also for soft-deleted streams) */
 } target;
 
 static int get_target(importer *im, const char *stream, target *t) {
@@ -391,13 +399,12 @@ static int flush_group(importer *im) {
                       "original time in the event metadata) or --timestamps "
                       "now",
                       im->name, im->first_line + k, stream,
-                      (long long)(f + (int64_t)k),
-                      cli_time_format(t1, im->ts),
+                      (long long)(f + (int64_t)k), cli_time_format(t1, im->ts),
                       cli_time_format(t2, im->floor_ts));
   }
   size_t start = 0;
   if (k > 0) {
-    located l = {stream, f, 0, ""};
+    located l = { stream, f, 0, "" };
     rc = ops->read_event(ctx->be, first_pos, locate_event, &l);
     if (rc)
       return cli_fail(ctx, rc, "%s:%zu: reading position %llu", im->name,
@@ -413,8 +420,9 @@ static int flush_group(importer *im) {
     memset(&res, 0, sizeof res);
     rc = ops->append(ctx->be, stream, EVS_EXPECT_ANY, im->data, k, &res);
     if (rc)
-      return cli_fail(ctx, rc, "%s:%zu: stream '%s': checking %zu events "
-                               "imported before",
+      return cli_fail(ctx, rc,
+                      "%s:%zu: stream '%s': checking %zu events "
+                      "imported before",
                       im->name, im->first_line, stream, k);
     if (!res.idempotent || res.first_version != f)
       return cli_errorf(ctx, CLI_EXIT_ERROR,
@@ -441,8 +449,8 @@ static int flush_group(importer *im) {
       if (t.version >= f)
         return cli_report_wrong_version(ctx, stream, expected, t.version);
       if (t.version < f - 1 &&
-          (status = hide_prefix(im, stream, EVS_EXPECT_NO_STREAM,
-                                t.version + 1, f)))
+          (status =
+               hide_prefix(im, stream, EVS_EXPECT_NO_STREAM, t.version + 1, f)))
         return status;
       expected = EVS_EXPECT_NO_STREAM;
     } else if (t.version < 0 && f > 0) {
@@ -465,8 +473,7 @@ static int flush_group(importer *im) {
                       im->name, im->first_line, stream,
                       ops->last_error(ctx->be));
   if (rc == EVS_EWRONGVERSION)
-    return cli_report_wrong_version(ctx, stream, expected,
-                                    res.actual_version);
+    return cli_report_wrong_version(ctx, stream, expected, res.actual_version);
   if (rc)
     return cli_fail(ctx, rc, "%s:%zu: importing %zu events of stream '%s'",
                     im->name, im->first_line, n, stream);
@@ -522,8 +529,8 @@ static int apply_state(importer *im, cli_jevent *st) {
                              ? EVS_EXPECT_NO_STREAM
                              : t.version;
       int has_ts = im->ts_mode == TS_ORIGINAL && im->floor_ts > 0;
-      if ((status = add_placeholders(im, stream, expected, t.version + 1,
-                                     v + 1, has_ts, im->floor_ts)))
+      if ((status = add_placeholders(im, stream, expected, t.version + 1, v + 1,
+                                     has_ts, im->floor_ts)))
         return status;
       t.flags &= ~EVS_STREAM_DELETED;
       t.version = v;
@@ -545,13 +552,12 @@ static int apply_state(importer *im, cli_jevent *st) {
 
 static int add_event(importer *im, cli_jevent *ev) {
   size_t size = event_cost(im->ctx, ev);
-  if (im->count &&
-      (strcmp(im->stream, ev->stream) != 0 ||
-       ev->version != im->first_version + (int64_t)im->count ||
-       ev->has_timestamp != im->has_ts ||
-       (ev->has_timestamp && ev->timestamp_ns != im->ts) ||
-       im->count >= max_group_events(im->ctx) ||
-       im->bytes + size > max_group_bytes(im->ctx))) {
+  if (im->count && (strcmp(im->stream, ev->stream) != 0 ||
+                    ev->version != im->first_version + (int64_t)im->count ||
+                    ev->has_timestamp != im->has_ts ||
+                    (ev->has_timestamp && ev->timestamp_ns != im->ts) ||
+                    im->count >= max_group_events(im->ctx) ||
+                    im->bytes + size > max_group_bytes(im->ctx))) {
     int status = flush_group(im);
     if (status)
       return status;
@@ -584,11 +590,13 @@ static int add_event(importer *im, cli_jevent *ev) {
   return 0;
 }
 
-enum { I_TIMESTAMPS = 1 };
+enum {
+  I_TIMESTAMPS = 1
+};
 
 static const cli_opt import_opts[] = {
-    {"timestamps", 1, I_TIMESTAMPS},
-    {NULL, 0, 0},
+  { "timestamps", 1, I_TIMESTAMPS },
+  { NULL, 0, 0 },
 };
 
 /* The commit time of the head of the log (0 for an empty store). */
@@ -610,8 +618,9 @@ static int run_import(cli_ctx *ctx, const cli_args *a) {
     else if (strcmp(v, "now") == 0)
       ts_mode = TS_NOW;
     else
-      return cli_usage(ctx, "--timestamps must be original, metadata or now, "
-                            "not '%s'",
+      return cli_usage(ctx,
+                       "--timestamps must be original, metadata or now, "
+                       "not '%s'",
                        v);
   }
   const char *path = a->npos ? a->pos[0] : "-";
@@ -663,8 +672,8 @@ static int run_import(cli_ctx *ctx, const cli_args *a) {
     char err[256];
     if (cli_jevent_parse(&ev, line + s, len - s, CLI_JSONL_IMPORT, err,
                          sizeof err)) {
-      status = cli_errorf(ctx, CLI_EXIT_USAGE, "%s:%zu: %s", im.name,
-                          im.lineno, err);
+      status = cli_errorf(ctx, CLI_EXIT_USAGE, "%s:%zu: %s", im.name, im.lineno,
+                          err);
       break;
     }
     if (ev.is_state) {
@@ -678,8 +687,7 @@ static int run_import(cli_ctx *ctx, const cli_args *a) {
       } else {
         if (ev.has_timestamp && ts_mode == TS_METADATA) {
           cli_buf md = CLI_BUF_INIT;
-          cli_tsmeta_wrap(&md, ev.metadata, ev.metadata_len,
-                          ev.timestamp_ns);
+          cli_tsmeta_wrap(&md, ev.metadata, ev.metadata_len, ev.timestamp_ns);
           free(ev.metadata);
           ev.metadata = md.data;
           ev.metadata_len = md.len;
@@ -727,33 +735,33 @@ static int run_import(cli_ctx *ctx, const cli_args *a) {
 }
 
 const cli_command cli_cmd_import = {
-    "import",
-    run_import,
-    import_opts,
-    "import [FILE|-] [--timestamps original|metadata|now]",
-    "load JSON lines written by export",
-    "Reads the lines of 'export' from FILE (default: stdin) and recreates\n"
-    "every stream with the same versions, ids, types, data and metadata.\n"
-    "Consecutive events of one stream are appended together (at most 10000\n"
-    "events or 32 MiB at a time) with exact expected versions. Ids are kept,\n"
-    "so importing a file again writes nothing new and an interrupted import\n"
-    "can simply be run again.\n"
-    "\n"
-    "Timestamps (--timestamps):\n"
-    "  original  (default) commit every event with its exported timestamp,\n"
-    "            so reads, --as-of and --since/--until see the original\n"
-    "            times. Needs a store whose newest event is not newer than\n"
-    "            the imported ones (an empty store, or an earlier part of\n"
-    "            the same export); fails otherwise.\n"
-    "  metadata  commit now and keep the original time in the event\n"
-    "            metadata as \"$original_timestamp\" (export restores it)\n"
-    "  now       commit now and drop the original times\n"
-    "Lines without a \"timestamp\" are committed now.\n"
-    "A stream whose exported events start after version 0 (truncated,\n"
-    "recreated after a soft delete) gets hidden placeholder events of type\n"
-    "\"$placeholder\" for the missing versions, so that versions match.\n"
-    "\n"
-    "Prints {\"events\":N,\"written\":W,\"skipped\":S,\"states\":T,"
-    "\"placeholders\":P}.\n"
-    "Shows a progress bar on stderr when it is a terminal.\n",
+  "import",
+  run_import,
+  import_opts,
+  "import [FILE|-] [--timestamps original|metadata|now]",
+  "load JSON lines written by export",
+  "Reads the lines of 'export' from FILE (default: stdin) and recreates\n"
+  "every stream with the same versions, ids, types, data and metadata.\n"
+  "Consecutive events of one stream are appended together (at most 10000\n"
+  "events or 32 MiB at a time) with exact expected versions. Ids are kept,\n"
+  "so importing a file again writes nothing new and an interrupted import\n"
+  "can simply be run again.\n"
+  "\n"
+  "Timestamps (--timestamps):\n"
+  "  original  (default) commit every event with its exported timestamp,\n"
+  "            so reads, --as-of and --since/--until see the original\n"
+  "            times. Needs a store whose newest event is not newer than\n"
+  "            the imported ones (an empty store, or an earlier part of\n"
+  "            the same export); fails otherwise.\n"
+  "  metadata  commit now and keep the original time in the event\n"
+  "            metadata as \"$original_timestamp\" (export restores it)\n"
+  "  now       commit now and drop the original times\n"
+  "Lines without a \"timestamp\" are committed now.\n"
+  "A stream whose exported events start after version 0 (truncated,\n"
+  "recreated after a soft delete) gets hidden placeholder events of type\n"
+  "\"$placeholder\" for the missing versions, so that versions match.\n"
+  "\n"
+  "Prints {\"events\":N,\"written\":W,\"skipped\":S,\"states\":T,"
+  "\"placeholders\":P}.\n"
+  "Shows a progress bar on stderr when it is a terminal.\n",
 };

@@ -9,12 +9,15 @@
 
 /* ---- streams ------------------------------------------------------------- */
 
-enum { L_PREFIX = 1, L_DELETED };
+enum {
+  L_PREFIX = 1,
+  L_DELETED
+};
 
 static const cli_opt streams_opts[] = {
-    {"prefix", 1, L_PREFIX},
-    {"include-deleted", 0, L_DELETED},
-    {NULL, 0, 0},
+  { "prefix", 1, L_PREFIX },
+  { "include-deleted", 0, L_DELETED },
+  { NULL, 0, 0 },
 };
 
 static int print_stream(const char *name, size_t len,
@@ -40,8 +43,7 @@ static int run_streams(cli_ctx *ctx, const cli_args *a) {
       deleted = 1;
   }
   if (prefix && strlen(prefix) > EVS_MAX_NAME_LEN)
-    return cli_usage(ctx, "--prefix is longer than %u bytes",
-                     EVS_MAX_NAME_LEN);
+    return cli_usage(ctx, "--prefix is longer than %u bytes", EVS_MAX_NAME_LEN);
   int status = cli_open(ctx, CLI_OPEN_READ, NULL);
   if (status)
     return status;
@@ -52,18 +54,18 @@ static int run_streams(cli_ctx *ctx, const cli_args *a) {
 }
 
 const cli_command cli_cmd_streams = {
-    "streams",
-    run_streams,
-    streams_opts,
-    "streams [--prefix P] [--include-deleted]",
-    "list streams",
-    "Prints one {\"stream\":S,\"version\":V,\"deleted\":false} per stream, in\n"
-    "byte order of the names.\n"
-    "\n"
-    "Options:\n"
-    "  --prefix P          only streams whose name starts with P\n"
-    "  --include-deleted   also soft-deleted and tombstoned streams\n"
-    "                      (\"deleted\":true)\n",
+  "streams",
+  run_streams,
+  streams_opts,
+  "streams [--prefix P] [--include-deleted]",
+  "list streams",
+  "Prints one {\"stream\":S,\"version\":V,\"deleted\":false} per stream, in\n"
+  "byte order of the names.\n"
+  "\n"
+  "Options:\n"
+  "  --prefix P          only streams whose name starts with P\n"
+  "  --include-deleted   also soft-deleted and tombstoned streams\n"
+  "                      (\"deleted\":true)\n",
 };
 
 /* ---- info ---------------------------------------------------------------- */
@@ -122,36 +124,41 @@ static int run_info(cli_ctx *ctx, const cli_args *a) {
 }
 
 const cli_command cli_cmd_info = {
-    "info",
-    run_info,
-    NULL,
-    "info STREAM",
-    "show a stream's version, positions, flags and metadata",
-    "Prints one object:\n"
-    "  {\"stream\":S,\"version\":V,\"first_version\":F,\"first_position\":P,\n"
-    "   \"last_position\":Q,\"deleted\":false,\"tombstoned\":false,\n"
-    "   \"metadata\":{\"max_count\":N,\"max_age\":SECONDS,"
-    "\"truncate_before\":V,\n"
-    "               \"custom\":<json or null>},\n"
-    "   \"start_version\":V0,\"last_timestamp\":\"<RFC 3339>\"}\n"
-    "version is -1 when the stream has no events; first_version is the\n"
-    "first version reads can see (-1 if none); positions are 0 when there\n"
-    "is none; metadata limits that are not set are null. Deleted and\n"
-    "tombstoned streams are shown with their flags (exit status 0).\n"
-    "\n"
-    "Exit status 4 when the store has never seen the stream.\n",
+  "info",
+  run_info,
+  NULL,
+  "info STREAM",
+  "show a stream's version, positions, flags and metadata",
+  "Prints one object:\n"
+  "  {\"stream\":S,\"version\":V,\"first_version\":F,\"first_position\":P,\n"
+  "   \"last_position\":Q,\"deleted\":false,\"tombstoned\":false,\n"
+  "   \"metadata\":{\"max_count\":N,\"max_age\":SECONDS,"
+  "\"truncate_before\":V,\n"
+  "               \"custom\":<json or null>},\n"
+  "   \"start_version\":V0,\"last_timestamp\":\"<RFC 3339>\"}\n"
+  "version is -1 when the stream has no events; first_version is the\n"
+  "first version reads can see (-1 if none); positions are 0 when there\n"
+  "is none; metadata limits that are not set are null. Deleted and\n"
+  "tombstoned streams are shown with their flags (exit status 0).\n"
+  "\n"
+  "Exit status 4 when the store has never seen the stream.\n",
 };
 
 /* ---- metadata ------------------------------------------------------------ */
 
-enum { M_MAX_COUNT = 1, M_MAX_AGE, M_TRUNCATE, M_CUSTOM };
+enum {
+  M_MAX_COUNT = 1,
+  M_MAX_AGE,
+  M_TRUNCATE,
+  M_CUSTOM
+};
 
 static const cli_opt metadata_opts[] = {
-    {"max-count", 1, M_MAX_COUNT},
-    {"max-age", 1, M_MAX_AGE},
-    {"truncate-before", 1, M_TRUNCATE},
-    {"custom", 1, M_CUSTOM},
-    {NULL, 0, 0},
+  { "max-count", 1, M_MAX_COUNT },
+  { "max-age", 1, M_MAX_AGE },
+  { "truncate-before", 1, M_TRUNCATE },
+  { "custom", 1, M_CUSTOM },
+  { NULL, 0, 0 },
 };
 
 static int run_metadata(cli_ctx *ctx, const cli_args *a) {
@@ -185,8 +192,7 @@ static int run_metadata(cli_ctx *ctx, const cli_args *a) {
     case M_TRUNCATE:
       set_tb = 1;
       tb = -1;
-      if (!none &&
-          cli_parse_version(ctx, "--truncate-before", v->val, &tb))
+      if (!none && cli_parse_version(ctx, "--truncate-before", v->val, &tb))
         goto usage;
       break;
     case M_CUSTOM: {
@@ -267,39 +273,42 @@ usage:
 }
 
 const cli_command cli_cmd_metadata = {
-    "metadata",
-    run_metadata,
-    metadata_opts,
-    "metadata STREAM [--max-count N] [--max-age SECONDS] "
-    "[--truncate-before VERSION]\n"
-    "         [--custom JSON]",
-    "show or set a stream's metadata",
-    "Without options, prints the stream's metadata:\n"
-    "  {\"stream\":S,\"max_count\":N,\"max_age\":SECONDS,"
-    "\"truncate_before\":V,\"custom\":<json>}\n"
-    "(null for limits that are not set). With options, sets those and keeps\n"
-    "the others, then prints the result. Metadata may be set before the\n"
-    "stream has events. Events outside the limits are hidden from every\n"
-    "read at once.\n"
-    "\n"
-    "Options (each also takes 'none' to remove the limit):\n"
-    "  --max-count N              keep only the last N events visible\n"
-    "  --max-age SECONDS          hide events committed longer ago\n"
-    "  --truncate-before VERSION  hide versions below VERSION\n"
-    "  --custom JSON              custom metadata (any JSON, at most 64 KiB)\n"
-    "\n"
-    "Exit status 4 when the stream does not exist (without options) or is\n"
-    "tombstoned.\n",
+  "metadata",
+  run_metadata,
+  metadata_opts,
+  "metadata STREAM [--max-count N] [--max-age SECONDS] "
+  "[--truncate-before VERSION]\n"
+  "         [--custom JSON]",
+  "show or set a stream's metadata",
+  "Without options, prints the stream's metadata:\n"
+  "  {\"stream\":S,\"max_count\":N,\"max_age\":SECONDS,"
+  "\"truncate_before\":V,\"custom\":<json>}\n"
+  "(null for limits that are not set). With options, sets those and keeps\n"
+  "the others, then prints the result. Metadata may be set before the\n"
+  "stream has events. Events outside the limits are hidden from every\n"
+  "read at once.\n"
+  "\n"
+  "Options (each also takes 'none' to remove the limit):\n"
+  "  --max-count N              keep only the last N events visible\n"
+  "  --max-age SECONDS          hide events committed longer ago\n"
+  "  --truncate-before VERSION  hide versions below VERSION\n"
+  "  --custom JSON              custom metadata (any JSON, at most 64 KiB)\n"
+  "\n"
+  "Exit status 4 when the stream does not exist (without options) or is\n"
+  "tombstoned.\n",
 };
 
 /* ---- delete -------------------------------------------------------------- */
 
-enum { D_HARD = 1, D_EXPECTED };
+enum {
+  D_HARD = 1,
+  D_EXPECTED
+};
 
 static const cli_opt delete_opts[] = {
-    {"hard", 0, D_HARD},
-    {"expected-version", 1, D_EXPECTED},
-    {NULL, 0, 0},
+  { "hard", 0, D_HARD },
+  { "expected-version", 1, D_EXPECTED },
+  { NULL, 0, 0 },
 };
 
 static int run_delete(cli_ctx *ctx, const cli_args *a) {
@@ -326,8 +335,8 @@ static int run_delete(cli_ctx *ctx, const cli_args *a) {
     return cli_fail(ctx, rc, "stream '%s'", stream);
   int known = rc == 0;
   unsigned flags = known ? info.flags : 0;
-  int64_t version = known && !(flags & EVS_STREAM_DELETED) ? info.version
-                                                           : EVS_VERSION_NONE;
+  int64_t version =
+      known && !(flags & EVS_STREAM_DELETED) ? info.version : EVS_VERSION_NONE;
   if (known)
     ctx->be->ops->stream_info_clear(ctx->be, &info);
   if (!hard && !known)
@@ -353,26 +362,26 @@ static int run_delete(cli_ctx *ctx, const cli_args *a) {
 }
 
 const cli_command cli_cmd_delete = {
-    "delete",
-    run_delete,
-    delete_opts,
-    "delete STREAM [--hard] [--expected-version any|no-stream|exists|N]",
-    "soft-delete or tombstone a stream",
-    "Soft delete (default): the stream disappears from reads and listings;\n"
-    "appending to it again recreates it, continuing its version numbers,\n"
-    "with the old events hidden. Deleting an already soft-deleted stream\n"
-    "succeeds.\n"
-    "Hard delete (--hard): a tombstone; the stream can never be read or\n"
-    "written again. A stream that does not exist can be tombstoned (the\n"
-    "name is then reserved).\n"
-    "Deleted events stay on disk until a compaction removes them.\n"
-    "\n"
-    "Options:\n"
-    "  --hard                 tombstone the stream for good\n"
-    "  --expected-version V   any (default), no-stream, exists or N, checked\n"
-    "                         as for append\n"
-    "\n"
-    "Prints {\"stream\":S,\"deleted\":true,\"tombstoned\":BOOL}. Exit status\n"
-    "3 on a wrong expected version, 4 when the stream does not exist (soft\n"
-    "delete) or is already tombstoned.\n",
+  "delete",
+  run_delete,
+  delete_opts,
+  "delete STREAM [--hard] [--expected-version any|no-stream|exists|N]",
+  "soft-delete or tombstone a stream",
+  "Soft delete (default): the stream disappears from reads and listings;\n"
+  "appending to it again recreates it, continuing its version numbers,\n"
+  "with the old events hidden. Deleting an already soft-deleted stream\n"
+  "succeeds.\n"
+  "Hard delete (--hard): a tombstone; the stream can never be read or\n"
+  "written again. A stream that does not exist can be tombstoned (the\n"
+  "name is then reserved).\n"
+  "Deleted events stay on disk until a compaction removes them.\n"
+  "\n"
+  "Options:\n"
+  "  --hard                 tombstone the stream for good\n"
+  "  --expected-version V   any (default), no-stream, exists or N, checked\n"
+  "                         as for append\n"
+  "\n"
+  "Prints {\"stream\":S,\"deleted\":true,\"tombstoned\":BOOL}. Exit status\n"
+  "3 on a wrong expected version, 4 when the stream does not exist (soft\n"
+  "delete) or is already tombstoned.\n",
 };

@@ -11,13 +11,23 @@
 
 #include "cli.h"
 
-enum { B_ALL = 1, B_STREAM, B_CATEGORY, B_FROM, B_TYPE, B_LIMIT };
+enum {
+  B_ALL = 1,
+  B_STREAM,
+  B_CATEGORY,
+  B_FROM,
+  B_TYPE,
+  B_LIMIT
+};
 
 static const cli_opt opts[] = {
-    {"all", 0, B_ALL},           {"stream", 1, B_STREAM},
-    {"category", 1, B_CATEGORY}, {"from", 1, B_FROM},
-    {"type", 1, B_TYPE},         {"limit", 1, B_LIMIT},
-    {NULL, 0, 0},
+  { "all", 0, B_ALL },
+  { "stream", 1, B_STREAM },
+  { "category", 1, B_CATEGORY },
+  { "from", 1, B_FROM },
+  { "type", 1, B_TYPE },
+  { "limit", 1, B_LIMIT },
+  { NULL, 0, 0 },
 };
 
 typedef struct follower {
@@ -120,33 +130,37 @@ static int run(cli_ctx *ctx, const cli_args *a) {
                       o.stream);
   if (rc)
     return cli_fail(ctx, rc, "following %s%s%s",
-                    o.stream ? "stream '" : o.category ? "category '" : "$all",
-                    o.stream ? o.stream : o.category ? o.category : "",
+                    o.stream     ? "stream '"
+                    : o.category ? "category '"
+                                 : "$all",
+                    o.stream     ? o.stream
+                    : o.category ? o.category
+                                 : "",
                     o.stream || o.category ? "'" : "");
   return cli_finish_output(ctx);
 }
 
 const cli_command cli_cmd_subscribe = {
-    "subscribe",
-    run,
-    opts,
-    "subscribe (--all | --stream S | --category C) [--from POSITION|start|end]\n"
-    "          [--type T] [--limit N]",
-    "follow new events as they are committed",
-    "Prints the events already stored from the start position, then waits\n"
-    "and prints new events as they are committed (same format as 'read'),\n"
-    "until --limit events were printed or SIGINT/SIGTERM (exit status 0).\n"
-    "\n"
-    "Options:\n"
-    "  --all            follow $all\n"
-    "  --stream S       follow one stream (it may not exist yet)\n"
-    "  --category C     follow the streams of category C\n"
-    "  --from P         start at global position P (inclusive); 'start'\n"
-    "                   (default) for everything, 'end' for only events\n"
-    "                   committed after the subscription started\n"
-    "  --type T         only events of type T\n"
-    "  --limit N        stop after N events\n"
-    "\n"
-    "Commits of other processes are noticed within 100 ms. Exit status 4\n"
-    "when the followed stream is (or becomes) tombstoned.\n",
+  "subscribe",
+  run,
+  opts,
+  "subscribe (--all | --stream S | --category C) [--from POSITION|start|end]\n"
+  "          [--type T] [--limit N]",
+  "follow new events as they are committed",
+  "Prints the events already stored from the start position, then waits\n"
+  "and prints new events as they are committed (same format as 'read'),\n"
+  "until --limit events were printed or SIGINT/SIGTERM (exit status 0).\n"
+  "\n"
+  "Options:\n"
+  "  --all            follow $all\n"
+  "  --stream S       follow one stream (it may not exist yet)\n"
+  "  --category C     follow the streams of category C\n"
+  "  --from P         start at global position P (inclusive); 'start'\n"
+  "                   (default) for everything, 'end' for only events\n"
+  "                   committed after the subscription started\n"
+  "  --type T         only events of type T\n"
+  "  --limit N        stop after N events\n"
+  "\n"
+  "Commits of other processes are noticed within 100 ms. Exit status 4\n"
+  "when the followed stream is (or becomes) tombstoned.\n",
 };

@@ -17,10 +17,11 @@
 #define DEFAULT_DB "./var/evstore"
 
 static const cli_command *const commands[] = {
-    &cli_cmd_append,  &cli_cmd_read,     &cli_cmd_read_all, &cli_cmd_state,
-    &cli_cmd_streams, &cli_cmd_info,     &cli_cmd_subscribe, &cli_cmd_metadata,
-    &cli_cmd_delete,  &cli_cmd_replay,   &cli_cmd_export,   &cli_cmd_import,
-    &cli_cmd_verify,  &cli_cmd_stats,    NULL,
+  &cli_cmd_append,    &cli_cmd_read,     &cli_cmd_read_all,
+  &cli_cmd_state,     &cli_cmd_streams,  &cli_cmd_info,
+  &cli_cmd_subscribe, &cli_cmd_metadata, &cli_cmd_delete,
+  &cli_cmd_replay,    &cli_cmd_export,   &cli_cmd_import,
+  &cli_cmd_verify,    &cli_cmd_stats,    NULL,
 };
 
 static const cli_command *find_command(const char *name) {
@@ -160,8 +161,8 @@ int main(int argc, char **argv) {
     }
     const cli_command *c = find_command(argv[i + 1]);
     if (c == NULL) {
-      fprintf(stderr, "%s: unknown command '%s'\nTry '%s --help'.\n",
-              CLI_PROG, argv[i + 1], CLI_PROG);
+      fprintf(stderr, "%s: unknown command '%s'\nTry '%s --help'.\n", CLI_PROG,
+              argv[i + 1], CLI_PROG);
       return CLI_EXIT_USAGE;
     }
     print_command_help(c);
@@ -179,8 +180,7 @@ int main(int argc, char **argv) {
     return CLI_EXIT_OK;
   }
   cli_args args;
-  int status = cli_parse_args(&ctx, argc - i - 1, argv + i + 1, c->opts,
-                              &args);
+  int status = cli_parse_args(&ctx, argc - i - 1, argv + i + 1, c->opts, &args);
   if (status)
     return status;
   if (args.help) {

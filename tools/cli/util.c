@@ -27,15 +27,11 @@ enum {
 };
 
 static const cli_opt global_opts[] = {
-    {"db", 1, G_DB},
-    {"connect", 1, G_CONNECT},
-    {"token", 1, G_TOKEN},
-    {"json", 0, G_JSON},
-    {"table", 0, G_TABLE},
-    {"durability", 1, G_DURABILITY},
-    {"help", 0, G_HELP},
-    {"version", 0, G_VERSION},
-    {NULL, 0, 0},
+  { "db", 1, G_DB },       { "connect", 1, G_CONNECT },
+  { "token", 1, G_TOKEN }, { "json", 0, G_JSON },
+  { "table", 0, G_TABLE }, { "durability", 1, G_DURABILITY },
+  { "help", 0, G_HELP },   { "version", 0, G_VERSION },
+  { NULL, 0, 0 },
 };
 
 static const cli_opt *find_opt(const cli_opt *opts, const char *name,
@@ -92,8 +88,8 @@ static int apply_global(cli_ctx *ctx, int id, const char *val) {
  * Splits "--name[=value]"; looks the name up in `opts`, then the globals.
  * Returns the option or NULL (after a usage message).
  */
-static const cli_opt *lookup(cli_ctx *ctx, const char *arg,
-                             const cli_opt *opts, const char **inline_val) {
+static const cli_opt *lookup(cli_ctx *ctx, const char *arg, const cli_opt *opts,
+                             const char **inline_val) {
   const char *name = arg + 2;
   const char *eq = strchr(name, '=');
   size_t len = eq ? (size_t)(eq - name) : strlen(name);
@@ -223,8 +219,7 @@ static int parse_u64(const char *s, uint64_t *out) {
   return 0;
 }
 
-int cli_parse_u64(cli_ctx *ctx, const char *opt, const char *s,
-                  uint64_t *out) {
+int cli_parse_u64(cli_ctx *ctx, const char *opt, const char *s, uint64_t *out) {
   if (parse_u64(s, out))
     return cli_usage(ctx, "%s must be a non-negative integer, not '%s'", opt,
                      s);
@@ -474,7 +469,7 @@ int cli_open(cli_ctx *ctx, int mode, const char *stream) {
       return connect_failed(ctx, rc, detail);
     return 0;
   }
-  cli_local_config cfg = {ctx->db, ctx->durability, mode == CLI_OPEN_WRITE};
+  cli_local_config cfg = { ctx->db, ctx->durability, mode == CLI_OPEN_WRITE };
   rc = cli_backend_local_open(&ctx->be, &cfg, &detail);
   if (rc == 0)
     return 0;
@@ -515,8 +510,8 @@ void cli_event_json(cli_buf *b, const evs_event *ev, int mode) {
   char id[37], ts[CLI_TIME_BUFSZ];
   evs_uuid_format(id, &ev->id);
   cli_time_format(ts, ev->timestamp_ns);
-  cli_buf_printf(b, "{\"position\":%llu,\"stream\":",
-                 (unsigned long long)ev->position);
+  cli_buf_printf(
+      b, "{\"position\":%llu,\"stream\":", (unsigned long long)ev->position);
   cli_buf_json_str(b, ev->stream.data, ev->stream.len);
   cli_buf_printf(b, ",\"version\":%lld,\"id\":\"%s\",\"type\":",
                  (long long)ev->version, id);
@@ -529,8 +524,7 @@ void cli_event_json(cli_buf *b, const evs_event *ev, int mode) {
 }
 
 /* Pads or cuts `s` to `width` display columns (UTF-8 aware, roughly). */
-static void cell(cli_buf *b, const char *s, size_t n, size_t width,
-                 int last) {
+static void cell(cli_buf *b, const char *s, size_t n, size_t width, int last) {
   size_t cols = 0, i = 0;
   while (i < n && cols < width) {
     size_t k = 1;
@@ -602,8 +596,7 @@ json_t *cli_json_time(int64_t ns) {
 json_t *cli_json_bytes(const void *p, size_t n, int empty_is_null) {
   cli_buf b = CLI_BUF_INIT;
   cli_buf_json_bytes(&b, p, n, CLI_BYTES_DISPLAY, empty_is_null);
-  json_t *v = json_loadb(b.data, b.len, JSON_DECODE_ANY | JSON_ALLOW_NUL,
-                         NULL);
+  json_t *v = json_loadb(b.data, b.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
   if (v == NULL) { /* beyond jansson (huge numbers): keep it as bytes */
     b.len = 0;
     cli_buf_json_base64(&b, p, n);
