@@ -56,6 +56,61 @@ Test(cli_admin, help_everywhere) {
   cu_result_free(&r);
 }
 
+Test(cli_admin, help_on_help) {
+  const char *forms[][3] = {
+    { "help", "--help", NULL },
+    { "help", "-h", NULL },
+    { "help", "help", NULL },
+    { "--help", "help", NULL },
+  };
+  for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+    const char *envv[] = { ct_env_db, NULL };
+    cu_result r = run_env(envv, forms[i]);
+    ct_assert_status(r, 0);
+    cr_assert_eq(r.err_len, 0, "case %zu: %s", i, r.err);
+    cr_assert_not_null(strstr(r.out, "Usage: evstore-cli help [COMMAND]"),
+                       "case %zu: %s", i, r.out);
+    cu_result_free(&r);
+  }
+}
+
+/* A rejected value is answered with every form the option accepts. */
+Test(cli_admin, bad_values_name_every_accepted_form) {
+  static const struct {
+    const char *args[8];
+    const char *want[3];
+  } cases[] = {
+    { { "subscribe", "--all", "--from", "bogus", NULL },
+      { "start", "end", "position" } },
+    { { "metadata", "s-1", "--max-count", "-1", NULL },
+      { "integer", "none", NULL } },
+    { { "metadata", "s-1", "--max-age", "1h", NULL },
+      { "seconds", "none", NULL } },
+    { { "metadata", "s-1", "--truncate-before", "x", NULL },
+      { "version", "none", NULL } },
+    { { "metadata", "s-1", "--custom", "{", NULL }, { "JSON", "none", NULL } },
+    { { "delete", "s-1", "--expected-version", "soon", NULL },
+      { "any", "no-stream", "exists" } },
+    { { "import", "--timestamps", "later", NULL },
+      { "original", "metadata", "now" } },
+    { { "--connect", "nohost", "streams", NULL },
+      { "HOST:PORT", "[IPv6]:PORT", NULL } },
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const char *envv[] = { ct_env_db, NULL };
+    cu_result r = run_env(envv, cases[i].args);
+    cr_assert_eq(r.status, 2, "case %zu: %d %s", i, r.status, r.err);
+    for (size_t k = 0; k < 3 && cases[i].want[k]; k++)
+      cr_assert_not_null(strstr(r.err, cases[i].want[k]),
+                         "case %zu: no '%s' in: %s", i, cases[i].want[k],
+                         r.err);
+    cu_result_free(&r);
+  }
+  /* Nothing was created by the rejected commands. */
+  struct stat st;
+  cr_assert_neq(stat(ct_db, &st), 0);
+}
+
 Test(cli_admin, version) {
   cu_result r = ct_run("--version", NULL);
   ct_assert_status(r, 0);

@@ -87,6 +87,13 @@ int cli_parse_globals(cli_ctx *ctx, int argc, char **argv, int *help);
  * CLI_EXIT_USAGE ---------------------------------------------------------- */
 
 int cli_parse_u64(cli_ctx *ctx, const char *opt, const char *s, uint64_t *out);
+/* Reports that option `opt` got `s` where it takes `accepted` (every form
+ * it accepts, e.g. "start, end or a position (an integer >= 0)"). */
+int cli_bad_value(cli_ctx *ctx, const char *opt, const char *accepted,
+                  const char *s);
+/* Parses decimal digits into *out without a message: 0, or -1 when s is
+ * not a number in the range of uint64_t. */
+int cli_u64(const char *s, uint64_t *out);
 int cli_parse_version(cli_ctx *ctx, const char *opt, const char *s,
                       int64_t *out);
 int cli_parse_expected(cli_ctx *ctx, const char *s, int64_t *out);

@@ -180,21 +180,35 @@ static int run_metadata(cli_ctx *ctx, const cli_args *a) {
     case M_MAX_COUNT:
       set_count = 1;
       max_count = 0;
-      if (!none && cli_parse_u64(ctx, "--max-count", v->val, &max_count))
+      if (!none && cli_u64(v->val, &max_count)) {
+        cli_bad_value(ctx, "--max-count",
+                      "a number of events (an integer >= 0) or none", v->val);
         goto usage;
+      }
       break;
     case M_MAX_AGE:
       set_age = 1;
       max_age = 0;
-      if (!none && cli_parse_u64(ctx, "--max-age", v->val, &max_age))
+      if (!none && cli_u64(v->val, &max_age)) {
+        cli_bad_value(ctx, "--max-age",
+                      "a number of seconds (an integer >= 0) or none", v->val);
         goto usage;
+      }
       break;
-    case M_TRUNCATE:
+    case M_TRUNCATE: {
       set_tb = 1;
       tb = -1;
-      if (!none && cli_parse_version(ctx, "--truncate-before", v->val, &tb))
+      uint64_t t;
+      if (none)
+        break;
+      if (cli_u64(v->val, &t) || t > (uint64_t)INT64_MAX - 1) {
+        cli_bad_value(ctx, "--truncate-before",
+                      "a version (an integer >= 0) or none", v->val);
         goto usage;
+      }
+      tb = (int64_t)t;
       break;
+    }
     case M_CUSTOM: {
       set_custom = 1;
       free(custom);
@@ -206,8 +220,10 @@ static int run_metadata(cli_ctx *ctx, const cli_args *a) {
       const char *err;
       size_t len = strlen(v->val);
       if (cli_json_check(&info, v->val, len, &err)) {
-        cli_usage(ctx, "--custom is not valid JSON: %s (at byte %zu)", err,
-                  info.error_offset + 1);
+        cli_usage(ctx,
+                  "--custom must be JSON or none, and this is not valid "
+                  "JSON: %s (at byte %zu)",
+                  err, info.error_offset + 1);
         goto usage;
       }
       custom = cli_xmalloc(len);

@@ -103,8 +103,9 @@ static int run(cli_ctx *ctx, const cli_args *a) {
     o.start = EVS_SUB_FROM_END;
   } else if (from && strcmp(from, "start") != 0) {
     uint64_t p;
-    if (cli_parse_u64(ctx, "--from", from, &p))
-      return CLI_EXIT_USAGE;
+    if (cli_u64(from, &p))
+      return cli_bad_value(ctx, "--from",
+                           "start, end or a position (an integer >= 0)", from);
     /* --from is inclusive; a subscription resumes after its checkpoint. */
     o.checkpoint = p ? p - 1 : 0;
   }

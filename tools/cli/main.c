@@ -70,6 +70,19 @@ static void print_command_help(const cli_command *c) {
          c->help, global_help);
 }
 
+static void print_help_help(void) {
+  printf("Usage: %s help [COMMAND]\n\n"
+         "Without COMMAND, lists the commands and the global options (as\n"
+         "'%s --help' does); with COMMAND, describes that command, its\n"
+         "options, output and exit statuses (as '%s COMMAND --help' does).\n",
+         CLI_PROG, CLI_PROG, CLI_PROG);
+}
+
+static int is_help_word(const char *s) {
+  return strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0 ||
+         strcmp(s, "help") == 0;
+}
+
 static void print_version(void) {
   printf("%s %s (libevstore %s)\n", CLI_PROG, EVS_VERSION_STRING,
          evs_version_string());
@@ -92,7 +105,8 @@ static int resolve_target(cli_ctx *ctx) {
     const char *colon = strrchr(ctx->connect, ':');
     if (colon == NULL || colon == ctx->connect || colon[1] == '\0' ||
         strspn(colon + 1, "0123456789") != strlen(colon + 1))
-      return cli_usage(ctx, "--connect needs HOST:PORT, not '%s'",
+      return cli_usage(ctx, "%s needs HOST:PORT or [IPv6]:PORT, not '%s'",
+                       ctx->connect_flag ? "--connect" : "$EVSTORE_CONNECT",
                        ctx->connect);
     if (!ctx->token_flag) {
       const char *token = getenv("EVSTORE_TOKEN");
@@ -155,6 +169,12 @@ int main(int argc, char **argv) {
   }
   const char *name = argv[i];
   if (strcmp(name, "help") == 0) {
+    /* Help on help itself: "help --help", "help -h", "help help", and
+     * "--help help" like "--help COMMAND". */
+    if (help || (i + 1 < argc && is_help_word(argv[i + 1]))) {
+      print_help_help();
+      return CLI_EXIT_OK;
+    }
     if (i + 1 >= argc) {
       print_main_help();
       return CLI_EXIT_OK;

@@ -221,9 +221,17 @@ static int parse_u64(const char *s, uint64_t *out) {
 
 int cli_parse_u64(cli_ctx *ctx, const char *opt, const char *s, uint64_t *out) {
   if (parse_u64(s, out))
-    return cli_usage(ctx, "%s must be a non-negative integer, not '%s'", opt,
-                     s);
+    return cli_bad_value(ctx, opt, "a non-negative integer", s);
   return 0;
+}
+
+int cli_u64(const char *s, uint64_t *out) {
+  return parse_u64(s, out);
+}
+
+int cli_bad_value(cli_ctx *ctx, const char *opt, const char *accepted,
+                  const char *s) {
+  return cli_usage(ctx, "%s must be %s, not '%s'", opt, accepted, s);
 }
 
 int cli_parse_version(cli_ctx *ctx, const char *opt, const char *s,
