@@ -285,6 +285,11 @@ Test(cli_append, too_large) {
   cu_result r = ct_run_in(line, k, "append", "s-1", "--jsonl", "-", NULL);
   ct_assert_status(r, 2);
   cr_assert_not_null(strstr(r.err, "too large"), "%s", r.err);
+  /* The detail names the limit that was hit; the advice quotes none, as
+   * a store's or a server's may differ from the default. */
+  cr_assert_not_null(strstr(r.err, "16777216"), "%s", r.err);
+  cr_assert_null(strstr(r.err, "MiB"), "%s", r.err);
+  cr_assert_not_null(strstr(r.err, "split the events"), "%s", r.err);
   cu_result_free(&r);
   free(line);
   assert_no_stream("s-1");

@@ -476,6 +476,36 @@ Test(cli_remote, large_import_fits_the_server_frame_limit) {
   free(in);
 }
 
+/* Over the server's own limits (below the library's defaults), the error
+ * names the server's limit and the advice claims no other. */
+Test(cli_remote, too_large_names_the_servers_limit) {
+  const char *extra[] = { "--max-events", "2", "--max-event-size", "2K", NULL };
+  S = srv_start(NULL, extra);
+  static const char three[] = "{\"type\":\"T\",\"data\":1}\n"
+                              "{\"type\":\"T\",\"data\":2}\n"
+                              "{\"type\":\"T\",\"data\":3}\n";
+  cu_result r = run_remote(three, sizeof three - 1,
+                           ARGS("append", "s-1", "--jsonl", "-"));
+  ct_assert_status(r, 2);
+  cr_assert_not_null(strstr(r.err, "at most 2"), "%s", r.err);
+  cr_assert_not_null(strstr(r.err, "--max-events"), "%s", r.err);
+  cr_assert_null(strstr(r.err, "MiB"), "%s", r.err);
+  cu_result_free(&r);
+  char data[3100];
+  data[0] = '"';
+  memset(data + 1, 'x', 3000);
+  memcpy(data + 3001, "\"", 2);
+  r = run_remote(NULL, 0, ARGS("append", "s-1", "--type", "T", "--data", data));
+  ct_assert_status(r, 2);
+  cr_assert_not_null(strstr(r.err, "2048"), "%s", r.err);
+  cr_assert_not_null(strstr(r.err, "--max-event-size"), "%s", r.err);
+  cr_assert_null(strstr(r.err, "MiB"), "%s", r.err);
+  cu_result_free(&r);
+  r = run_remote(NULL, 0, ARGS("read", "s-1"));
+  ct_assert_status(r, 4);
+  cu_result_free(&r);
+}
+
 Test(cli_remote, follows_new_events_and_stops_on_a_signal) {
   S = srv_start(NULL, NULL);
   char env_connect[128];

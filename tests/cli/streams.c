@@ -1,6 +1,8 @@
 /*
  * evstore-cli streams, info, metadata and delete.
  */
+#include <sys/stat.h>
+
 #include "clitest.h"
 
 TestSuite(cli_streams, .init = ct_setup, .fini = ct_teardown);
@@ -168,6 +170,27 @@ Test(cli_streams, metadata_get_and_set) {
 
   json_decref(ct_obj(ct_run("delete", "s-1", "--hard", NULL)));
   EXPECT(4, "metadata", "s-1", "--max-count", "1");
+}
+
+/* Custom metadata over 64 KiB is refused before the store is opened. */
+Test(cli_streams, custom_metadata_too_large) {
+  size_t n = 64 * 1024;
+  char *custom = malloc(n + 3);
+  custom[0] = '"';
+  memset(custom + 1, 'x', n - 1); /* 65537 bytes with the quotes */
+  memcpy(custom + n, "\"", 2);
+  cu_result r = ct_run("metadata", "s-1", "--custom", custom, NULL);
+  ct_assert_status(r, 2);
+  cr_assert_not_null(strstr(r.err, "64 KiB"), "%s", r.err);
+  cu_result_free(&r);
+  struct stat st;
+  cr_assert_neq(stat(ct_db, &st), 0, "a store was created");
+  custom[n - 1] = '"'; /* 65536 bytes: at the limit */
+  custom[n] = '\0';
+  json_t *o = ct_obj(ct_run("metadata", "s-1", "--custom", custom, NULL));
+  cr_assert_eq(strlen(json_string_value(json_object_get(o, "custom"))), n - 2);
+  json_decref(o);
+  free(custom);
 }
 
 Test(cli_streams, soft_delete_and_recreate) {

@@ -146,6 +146,11 @@ const cli_command cli_cmd_info = {
 
 /* ---- metadata ------------------------------------------------------------ */
 
+/* The library's bound on custom stream metadata (evs_stream_metadata in
+ * <evstore/append.h>), checked before the store is opened so that a value
+ * that cannot be stored creates nothing. */
+#define CUSTOM_MAX (64u * 1024u)
+
 enum {
   M_MAX_COUNT = 1,
   M_MAX_AGE,
@@ -228,6 +233,13 @@ static int run_metadata(cli_ctx *ctx, const cli_args *a) {
       }
       custom = cli_xmalloc(len);
       custom_len = cli_json_compact(custom, v->val, len);
+      if (custom_len > CUSTOM_MAX) {
+        cli_usage(ctx,
+                  "--custom is %zu bytes of JSON; custom metadata is "
+                  "limited to 64 KiB",
+                  custom_len);
+        goto usage;
+      }
       break;
     }
     }

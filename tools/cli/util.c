@@ -358,7 +358,17 @@ int cli_exit_for(int rc) {
   }
 }
 
-static const char *hint_for(int rc) {
+static int cmd_is(const cli_ctx *ctx, const char *name) {
+  return ctx->cmd && strcmp(ctx->cmd, name) == 0;
+}
+
+/*
+ * What to do about error rc, fitted to the command that got it (import has
+ * no --id, metadata's size limit is its own), or NULL. Limits are not
+ * quoted here: the store's may be configured and a server has its own, so
+ * the error's detail names the one that was hit.
+ */
+static const char *hint_for(const cli_ctx *ctx, int rc) {
   switch (rc) {
   case EVS_ENOSTREAM:
     return "Check the name with 'evstore-cli streams'.";
@@ -369,9 +379,29 @@ static const char *hint_for(int rc) {
     return "Stream and type names are 1..255 bytes of UTF-8; stream names "
            "may not start with '$'.";
   case EVS_ETOOLARGE:
-    return "An event (data + metadata) is limited to 16 MiB and one append "
-           "to 64 MiB; split the events or store large payloads elsewhere.";
+    if (cmd_is(ctx, "metadata"))
+      return "Custom stream metadata is limited to 64 KiB, and with "
+             "--connect a request must also fit the server's --max-frame; "
+             "keep large data in events instead.";
+    if (cmd_is(ctx, "import"))
+      return "An event of the input is over a limit of this store or, with "
+             "--connect, of the server (the error names it; see \"Limits\" "
+             "in docs/semantics.md and evstored's --max-event-size and "
+             "--max-frame): import into a store or server that admits it.";
+    if (cmd_is(ctx, "append"))
+      return "The event or the append is over a limit of the store or, with "
+             "--connect, of the server (the error names it; see \"Limits\" "
+             "in docs/semantics.md and evstored's --max-event-size, "
+             "--max-events and --max-frame): split the events into smaller "
+             "appends, or store large payloads elsewhere.";
+    return "A limit of the store or, with --connect, of the server was "
+           "exceeded (the error names it; see \"Limits\" in "
+           "docs/semantics.md and evstored --help).";
   case EVS_EIDCONFLICT:
+    if (cmd_is(ctx, "import"))
+      return "An event id of the input is already used by another event of "
+             "this store; import into a store that does not hold those "
+             "events.";
     return "An event id of this append is already used by another event; "
            "leave --id out to have one generated.";
   case EVS_EMAPFULL:
@@ -394,9 +424,21 @@ static const char *hint_for(int rc) {
            "operation: see the server's tokens file (read:P, write:P, rw:P; "
            "stats and verify need read:*, replay rw:*).";
   case EVS_ECONN:
+    if (cmd_is(ctx, "append"))
+      return "The connection to the server failed: check that evstored is "
+             "still running. A write may or may not have been applied; "
+             "repeating it with the same --id is safe.";
+    if (cmd_is(ctx, "import"))
+      return "The connection to the server failed: check that evstored is "
+             "still running. Events may or may not have been written; "
+             "running the import again is safe (event ids make it "
+             "idempotent).";
+    if (cmd_is(ctx, "delete") || cmd_is(ctx, "metadata"))
+      return "The connection to the server failed: check that evstored is "
+             "still running. The change may or may not have been applied; "
+             "'evstore-cli info STREAM' shows the stream as it is.";
     return "The connection to the server failed: check that evstored is "
-           "still running. A write may or may not have been applied; "
-           "repeating it with the same --id is safe.";
+           "still running, then retry.";
   case EVS_ETIMEDOUT:
     return "The server did not answer in time: check that evstored is "
            "running and not overloaded.";
@@ -418,7 +460,7 @@ int cli_fail(cli_ctx *ctx, int rc, const char *fmt, ...) {
   if (detail && detail[0])
     fprintf(stderr, " (%s)", detail);
   fputc('\n', stderr);
-  const char *hint = hint_for(rc);
+  const char *hint = hint_for(ctx, rc);
   if (hint)
     fprintf(stderr, "%s\n", hint);
   return cli_exit_for(rc);
@@ -498,7 +540,7 @@ int cli_open(cli_ctx *ctx, int mode, const char *stream) {
   if (detail && detail[0])
     fprintf(stderr, " (%s)", detail);
   fputc('\n', stderr);
-  const char *hint = hint_for(rc);
+  const char *hint = hint_for(ctx, rc);
   if (rc == EVS_EBUSY)
     hint = NULL;
   if (hint)
