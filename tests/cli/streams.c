@@ -193,6 +193,65 @@ Test(cli_streams, custom_metadata_too_large) {
   free(custom);
 }
 
+static int store_exists(void) {
+  struct stat st;
+  return stat(ct_db, &st) == 0;
+}
+
+/* A write that needs the stream fails on a missing store as on a store
+ * without the stream, and creates nothing. */
+Test(cli_streams, failed_writes_create_no_store) {
+  cu_result r = ct_run("delete", "s-1", NULL);
+  ct_assert_status(r, 4);
+  cr_assert_not_null(strstr(r.err, "not found"), "%s", r.err);
+  cu_result_free(&r);
+  cr_assert(!store_exists(), "delete created a store");
+  EXPECT(4, "delete", "s-1", "--expected-version", "0");
+  r = ct_run("delete", "s-1", "--hard", "--expected-version", "0", NULL);
+  ct_assert_status(r, 3);
+  cr_assert_not_null(strstr(r.err, "actual -1"), "%s", r.err);
+  cr_assert_null(strstr(r.err, "to create it"), "%s", r.err);
+  cu_result_free(&r);
+  EXPECT(3, "delete", "s-1", "--hard", "--expected-version", "exists");
+  EXPECT(3, "append", "s-1", "--type", "T", "--data", "1", "--expected-version",
+         "exists");
+  EXPECT(3, "append", "s-1", "--type", "T", "--data", "1", "--expected-version",
+         "0");
+  EXPECT(4, "metadata", "s-1");
+  EXPECT(4, "info", "s-1");
+  cr_assert(!store_exists(), "a failed write created a store");
+
+  /* The same statuses once a store exists without the stream. */
+  json_decref(ct_append("other-1", "T", "1"));
+  EXPECT(4, "delete", "s-1");
+  EXPECT(4, "delete", "s-1", "--expected-version", "0");
+  EXPECT(3, "delete", "s-1", "--hard", "--expected-version", "0");
+  EXPECT(3, "append", "s-1", "--type", "T", "--data", "1", "--expected-version",
+         "exists");
+  EXPECT(3, "append", "s-1", "--type", "T", "--data", "1", "--expected-version",
+         "0");
+}
+
+/* What succeeds creates the store: a tombstone reserving a name, metadata
+ * set before the stream has events. */
+Test(cli_streams, writes_that_succeed_create_the_store) {
+  json_t *o = ct_obj(ct_run("delete", "s-1", "--hard", NULL));
+  ct_assert_json(o, "{\"stream\":\"s-1\",\"deleted\":true,"
+                    "\"tombstoned\":true}");
+  json_decref(o);
+  cr_assert(store_exists());
+  EXPECT(4, "append", "s-1", "--type", "T", "--data", "1");
+  tu_rmrf(ct_db);
+  json_decref(ct_obj(ct_run("delete", "s-1", "--hard", "--expected-version",
+                            "no-stream", NULL)));
+  cr_assert(store_exists());
+  tu_rmrf(ct_db);
+  o = ct_obj(ct_run("metadata", "s-1", "--max-count", "2", NULL));
+  cr_assert_eq(ct_int(o, "max_count"), 2);
+  json_decref(o);
+  cr_assert(store_exists());
+}
+
 Test(cli_streams, soft_delete_and_recreate) {
   json_decref(ct_append("s-1", "T", "1"));
   json_decref(ct_append("s-1", "T", "2"));

@@ -135,17 +135,35 @@ int cli_exit_for(int rc);
 /* ---- the store ----------------------------------------------------------- */
 
 enum {
+  /* Never creates a store; without one, fails (see cli_no_store()). A
+   * local store is still opened for writing when it is writable. */
   CLI_OPEN_READ = 0,
-  CLI_OPEN_WRITE = 1
+  /* Creates the store (and the directories above it) when there is none:
+   * for the commands whose success writes to the store. */
+  CLI_OPEN_WRITE = 1,
+  /* Like CLI_OPEN_READ, but returns CLI_NO_STORE without a message when
+   * there is no store, for the caller to decide. */
+  CLI_OPEN_EXISTING = 2
 };
 
+/* cli_open() with CLI_OPEN_EXISTING: there is no store at ctx->db. */
+#define CLI_NO_STORE (-1)
+
 /*
- * Opens ctx->be (local or remote). `stream` (may be NULL) names the stream
- * the command is about: when there is no store at all, reading commands
- * then fail with CLI_EXIT_NOSTREAM instead of CLI_EXIT_ERROR. Returns 0 or
- * an exit status after printing the error.
+ * Opens ctx->be (local or remote) in `mode` (CLI_OPEN_*). `stream` (may be
+ * NULL) names the stream the command is about: when there is no store at
+ * all, CLI_OPEN_READ then fails with CLI_EXIT_NOSTREAM instead of
+ * CLI_EXIT_ERROR. Returns 0, CLI_NO_STORE (see above) or an exit status
+ * after printing the error. A server always has a store.
  */
 int cli_open(cli_ctx *ctx, int mode, const char *stream);
+
+/*
+ * Reports that there is no store at ctx->db: "stream S not found" with
+ * CLI_EXIT_NOSTREAM when `stream` is not NULL, else CLI_EXIT_ERROR.
+ * Returns that status.
+ */
+int cli_no_store(cli_ctx *ctx, const char *stream);
 
 /* ---- output -------------------------------------------------------------- */
 

@@ -80,6 +80,9 @@ int cli_report_wrong_version(cli_ctx *ctx, const char *stream, int64_t expected,
             "The stream changed since you read it: read it again and retry "
             "with --expected-version %lld, or use --expected-version any.\n",
             (long long)actual);
+  else if (strcmp(ctx->cmd, "delete") == 0)
+    fprintf(stderr, "Use --expected-version no-stream (or any) for a stream "
+                    "without events.\n");
   else
     fprintf(stderr, "Use --expected-version no-stream (or any) to create "
                     "it.\n");
@@ -242,7 +245,20 @@ static int run(cli_ctx *ctx, const cli_args *a) {
     }
   }
 
-  if ((status = cli_open(ctx, CLI_OPEN_WRITE, stream)))
+  /* An append that needs the stream to exist (--expected-version exists
+   * or N) fails on a missing store as on a store without the stream, and
+   * creates nothing. */
+  if (expected != EVS_EXPECT_ANY && expected != EVS_EXPECT_NO_STREAM) {
+    status = cli_open(ctx, CLI_OPEN_EXISTING, stream);
+    if (status == CLI_NO_STORE) {
+      status =
+          cli_report_wrong_version(ctx, stream, expected, EVS_VERSION_NONE);
+      goto done;
+    }
+  } else {
+    status = cli_open(ctx, CLI_OPEN_WRITE, stream);
+  }
+  if (status)
     goto done;
   evs_append_result res;
   memset(&res, 0, sizeof res);

@@ -354,7 +354,18 @@ static int run_delete(cli_ctx *ctx, const cli_args *a) {
   }
   if (cli_check_name(ctx, "stream", stream))
     return CLI_EXIT_USAGE;
-  int status = cli_open(ctx, CLI_OPEN_WRITE, stream);
+  /* Only a tombstone that reserves a name may create a store: a soft
+   * delete, or a tombstone whose expected version needs the stream, fails
+   * on a missing store as on a store without the stream, creating
+   * nothing. */
+  int status = cli_open(ctx, CLI_OPEN_EXISTING, stream);
+  if (status == CLI_NO_STORE) {
+    if (!hard)
+      return cli_no_store(ctx, stream);
+    if (expected != EVS_EXPECT_ANY && expected != EVS_EXPECT_NO_STREAM)
+      return cli_report_wrong_version(ctx, stream, expected, EVS_VERSION_NONE);
+    status = cli_open(ctx, CLI_OPEN_WRITE, stream);
+  }
   if (status)
     return status;
   evs_stream_info info;

@@ -508,6 +508,19 @@ static int connect_failed(cli_ctx *ctx, int rc, const char *detail) {
   }
 }
 
+int cli_no_store(cli_ctx *ctx, const char *stream) {
+  if (stream)
+    return cli_errorf(ctx, CLI_EXIT_NOSTREAM,
+                      "stream '%s' not found: there is no store at '%s' "
+                      "(give --db DIR or set EVSTORE_DB)",
+                      stream, ctx->db);
+  return cli_errorf(ctx, CLI_EXIT_ERROR,
+                    "there is no store at '%s': give --db DIR or set "
+                    "EVSTORE_DB (a store is created by the first append or "
+                    "import)",
+                    ctx->db);
+}
+
 int cli_open(cli_ctx *ctx, int mode, const char *stream) {
   const char *detail;
   int rc;
@@ -523,18 +536,10 @@ int cli_open(cli_ctx *ctx, int mode, const char *stream) {
   rc = cli_backend_local_open(&ctx->be, &cfg, &detail);
   if (rc == 0)
     return 0;
-  if (rc == -ENOENT && mode == CLI_OPEN_READ) {
-    if (stream)
-      return cli_errorf(ctx, CLI_EXIT_NOSTREAM,
-                        "stream '%s' not found: there is no store at '%s' "
-                        "(give --db DIR or set EVSTORE_DB)",
-                        stream, ctx->db);
-    return cli_errorf(ctx, CLI_EXIT_ERROR,
-                      "there is no store at '%s': give --db DIR or set "
-                      "EVSTORE_DB (a store is created by the first append or "
-                      "import)",
-                      ctx->db);
-  }
+  if (rc == -ENOENT && mode == CLI_OPEN_EXISTING)
+    return CLI_NO_STORE;
+  if (rc == -ENOENT && mode == CLI_OPEN_READ)
+    return cli_no_store(ctx, stream);
   fprintf(stderr, "%s %s: opening the store '%s': %s", CLI_PROG, ctx->cmd,
           ctx->db, evs_strerror(rc));
   if (detail && detail[0])
