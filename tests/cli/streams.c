@@ -114,6 +114,7 @@ Test(cli_streams, info) {
   json_decref(o);
   json_decref(ct_obj(ct_run("delete", "other-1", "--hard", NULL)));
   o = ct_obj(ct_run("info", "other-1", NULL));
+  cr_assert(json_is_true(json_object_get(o, "deleted")));
   cr_assert(json_is_true(json_object_get(o, "tombstoned")));
   json_decref(o);
 }
@@ -250,6 +251,62 @@ Test(cli_streams, writes_that_succeed_create_the_store) {
   cr_assert_eq(ct_int(o, "max_count"), 2);
   json_decref(o);
   cr_assert(store_exists());
+}
+
+/* One stream state, one JSON: "deleted" is true for soft-deleted and
+ * tombstoned streams alike in streams, info and delete. The help of delete
+ * and metadata says what the commands do with them. */
+Test(cli_streams, deleted_and_tombstoned_streams_agree) {
+  json_decref(ct_append("gone-1", "T", "1"));
+  json_decref(ct_append("tomb-1", "T", "1"));
+  json_t *o = ct_obj(ct_run("delete", "gone-1", NULL));
+  ct_assert_json(o, "{\"stream\":\"gone-1\",\"deleted\":true,"
+                    "\"tombstoned\":false}");
+  json_decref(o);
+  o = ct_obj(ct_run("delete", "tomb-1", "--hard", NULL));
+  ct_assert_json(o, "{\"stream\":\"tomb-1\",\"deleted\":true,"
+                    "\"tombstoned\":true}");
+  json_decref(o);
+  o = ct_obj(ct_run("info", "gone-1", NULL));
+  cr_assert(json_is_true(json_object_get(o, "deleted")));
+  cr_assert(json_is_false(json_object_get(o, "tombstoned")));
+  json_decref(o);
+  o = ct_obj(ct_run("info", "tomb-1", NULL));
+  cr_assert(json_is_true(json_object_get(o, "deleted")));
+  cr_assert(json_is_true(json_object_get(o, "tombstoned")));
+  json_decref(o);
+  json_t *l = run_lines(ct_run("streams", "--include-deleted", NULL));
+  cr_assert_eq(json_array_size(l), 2);
+  for (size_t i = 0; i < 2; i++)
+    cr_assert(json_is_true(json_object_get(json_array_get(l, i), "deleted")));
+  json_decref(l);
+
+  /* Tombstoning again succeeds with the same answer; a soft delete of a
+   * tombstone does not. */
+  o = ct_obj(ct_run("delete", "tomb-1", "--hard", NULL));
+  ct_assert_json(o, "{\"stream\":\"tomb-1\",\"deleted\":true,"
+                    "\"tombstoned\":true}");
+  json_decref(o);
+  EXPECT(4, "delete", "tomb-1");
+  /* Metadata is shown like info shows it; it cannot be set any more. */
+  o = ct_obj(ct_run("metadata", "tomb-1", NULL));
+  ct_assert_json(o, "{\"stream\":\"tomb-1\",\"max_count\":null,"
+                    "\"max_age\":null,\"truncate_before\":null,"
+                    "\"custom\":null}");
+  json_decref(o);
+  json_decref(ct_obj(ct_run("metadata", "gone-1", NULL)));
+  EXPECT(4, "metadata", "tomb-1", "--max-count", "1");
+  json_decref(ct_obj(ct_run("metadata", "gone-1", "--max-count", "1", NULL)));
+
+  cu_result r = ct_run("delete", "--help", NULL);
+  ct_assert_status(r, 0);
+  cr_assert_not_null(strstr(r.out, "a repeated --hard is safe"), "%s", r.out);
+  cu_result_free(&r);
+  r = ct_run("metadata", "--help", NULL);
+  ct_assert_status(r, 0);
+  cr_assert_not_null(strstr(r.out, "deleted or tombstoned stream is shown"),
+                     "%s", r.out);
+  cu_result_free(&r);
 }
 
 Test(cli_streams, soft_delete_and_recreate) {

@@ -20,13 +20,20 @@ static const cli_opt streams_opts[] = {
   { NULL, 0, 0 },
 };
 
+/* The "deleted" of every command's JSON: soft-deleted or tombstoned, so
+ * that streams, info and delete describe one state alike ("tombstoned"
+ * then tells the two apart). */
+static int is_deleted(unsigned flags) {
+  return (flags & (EVS_STREAM_DELETED | EVS_STREAM_TOMBSTONED)) != 0;
+}
+
 static int print_stream(const char *name, size_t len,
                         const evs_stream_info *info, void *payload) {
   cli_ctx *ctx = payload;
   json_t *o = json_object();
   json_object_set_new(o, "stream", json_stringn(name, len));
   json_object_set_new(o, "version", json_integer(info->version));
-  json_object_set_new(o, "deleted", json_boolean(info->flags != 0));
+  json_object_set_new(o, "deleted", json_boolean(is_deleted(info->flags)));
   cli_out_row(ctx, o);
   return 0;
 }
@@ -108,8 +115,7 @@ static int run_info(cli_ctx *ctx, const cli_args *a) {
   json_object_set_new(o, "first_version", json_integer(info.first_version));
   json_object_set_new(o, "first_position", cli_json_u64(info.first_position));
   json_object_set_new(o, "last_position", cli_json_u64(info.last_position));
-  json_object_set_new(o, "deleted",
-                      json_boolean(info.flags & EVS_STREAM_DELETED));
+  json_object_set_new(o, "deleted", json_boolean(is_deleted(info.flags)));
   json_object_set_new(o, "tombstoned",
                       json_boolean(info.flags & EVS_STREAM_TOMBSTONED));
   json_object_set_new(o, "metadata", metadata_json(&info));
@@ -139,7 +145,9 @@ const cli_command cli_cmd_info = {
   "version is -1 when the stream has no events; first_version is the\n"
   "first version reads can see (-1 if none); positions are 0 when there\n"
   "is none; metadata limits that are not set are null. Deleted and\n"
-  "tombstoned streams are shown with their flags (exit status 0).\n"
+  "tombstoned streams are shown too (exit status 0): \"deleted\" is true\n"
+  "for both, as in 'streams' and 'delete', and \"tombstoned\" only for a\n"
+  "tombstoned one.\n"
   "\n"
   "Exit status 4 when the store has never seen the stream.\n",
 };
@@ -322,8 +330,10 @@ const cli_command cli_cmd_metadata = {
   "  --truncate-before VERSION  hide versions below VERSION\n"
   "  --custom JSON              custom metadata (any JSON, at most 64 KiB)\n"
   "\n"
-  "Exit status 4 when the stream does not exist (without options) or is\n"
-  "tombstoned.\n",
+  "The metadata of a deleted or tombstoned stream is shown as 'info'\n"
+  "shows it. Exit status 4 when the store has never seen the stream\n"
+  "(without options), or when setting the metadata of a tombstoned\n"
+  "stream.\n",
 };
 
 /* ---- delete -------------------------------------------------------------- */
@@ -412,7 +422,8 @@ const cli_command cli_cmd_delete = {
   "succeeds.\n"
   "Hard delete (--hard): a tombstone; the stream can never be read or\n"
   "written again. A stream that does not exist can be tombstoned (the\n"
-  "name is then reserved).\n"
+  "name is then reserved). Tombstoning an already tombstoned stream\n"
+  "succeeds, so a repeated --hard is safe.\n"
   "Deleted events stay on disk until a compaction removes them.\n"
   "\n"
   "Options:\n"
@@ -421,6 +432,6 @@ const cli_command cli_cmd_delete = {
   "                         as for append\n"
   "\n"
   "Prints {\"stream\":S,\"deleted\":true,\"tombstoned\":BOOL}. Exit status\n"
-  "3 on a wrong expected version, 4 when the stream does not exist (soft\n"
-  "delete) or is already tombstoned.\n",
+  "3 on a wrong expected version; 4 when a soft delete finds no stream\n"
+  "(or no store) or a tombstoned one.\n",
 };
