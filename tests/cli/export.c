@@ -526,6 +526,102 @@ Test(cli_export, import_errors) {
   cu_result_free(&r);
 }
 
+/* Writes `text` to `name` in the test directory; returns its path. */
+static const char *write_input(const char *name, const char *text) {
+  const char *path = db_path(name);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fputs(text, f);
+  fclose(f);
+  return path;
+}
+
+/* Asserts that stderr names `where` in the error and in the summary, and
+ * gives no advice about options import does not have. */
+static void assert_stopped_at(const cu_result *r, const char *where) {
+  char want[4400];
+  snprintf(want, sizeof want, "import: %s: ", where);
+  cr_assert_not_null(strstr(r->err, want), "no '%s' in:\n%s", want, r->err);
+  snprintf(want, sizeof want, "stopped at %s,", where);
+  cr_assert_not_null(strstr(r->err, want), "no '%s' in:\n%s", want, r->err);
+  cr_assert_null(strstr(r->err, "--expected-version"), "%s", r->err);
+  cr_assert_null(strstr(r->err, "--id"), "%s", r->err);
+}
+
+/* Errors name the input line of the event that failed, FILE:FIRST-LAST for
+ * a group refused as a whole, and the summary names the same place. */
+Test(cli_export, import_errors_name_the_failing_lines) {
+  json_decref(ct_append("order-1", "T", "1"));
+  json_decref(ct_append("order-1", "T", "2"));
+  /* order-1 exists with other events: its lines 2-3 cannot land at their
+   * versions; the failure is found when line 5 (another stream) ends the
+   * group. */
+  const char *text =
+      "\n"
+      "{\"stream\":\"order-1\",\"version\":0,\"type\":\"T\",\"data\":1}\n"
+      "{\"stream\":\"order-1\",\"version\":1,\"type\":\"T\",\"data\":2}\n"
+      "\n"
+      "{\"stream\":\"order-2\",\"version\":0,\"type\":\"T\",\"data\":3}\n";
+  const char *file = write_input("exists.jsonl", text);
+  cu_result r = ct_run("import", file, "--timestamps", "now", NULL);
+  ct_assert_status(r, 3);
+  char where[4300];
+  snprintf(where, sizeof where, "%s:2", file);
+  assert_stopped_at(&r, where);
+  cr_assert_not_null(strstr(r.err, "expected no-stream, actual 1"), "%s",
+                     r.err);
+  cu_result_free(&r);
+  r = ct_run_in(text, strlen(text), "import", "-", "--timestamps", "now", NULL);
+  ct_assert_status(r, 3);
+  assert_stopped_at(&r, "<stdin>:2");
+  cu_result_free(&r);
+
+  /* A time older than the store's newest event: the line of that event. */
+  const char *old = "\n{\"stream\":\"old-1\",\"version\":0,\"type\":\"T\","
+                    "\"data\":1,\"timestamp\":\"2001-01-01T00:00:00Z\"}\n"
+                    "{\"stream\":\"old-2\",\"version\":0,\"type\":\"T\","
+                    "\"data\":1,\"timestamp\":\"2001-01-01T00:00:01Z\"}\n";
+  file = write_input("old.jsonl", old);
+  r = ct_run("import", file, NULL);
+  ct_assert_status(r, 1);
+  snprintf(where, sizeof where, "%s:2", file);
+  assert_stopped_at(&r, where);
+  cu_result_free(&r);
+
+  /* A group refused as a whole (an id twice in one append): its lines. */
+  const char *dup =
+      "{\"stream\":\"b-1\",\"version\":0,\"type\":\"T\",\"data\":1}\n"
+      "{\"stream\":\"a-1\",\"version\":0,\"type\":\"T\",\"data\":1,"
+      "\"id\":\"0192f4c4-7a1b-7c3d-8e9f-0000000000a1\"}\n"
+      "\n"
+      "{\"stream\":\"a-1\",\"version\":1,\"type\":\"T\",\"data\":2,"
+      "\"id\":\"0192f4c4-7a1b-7c3d-8e9f-0000000000a1\"}\n";
+  r = ct_run_in(dup, strlen(dup), "import", "--timestamps", "now", NULL);
+  ct_assert_status(r, 2);
+  assert_stopped_at(&r, "<stdin>:2-4");
+  cr_assert_not_null(strstr(r.err, "after 1 events written"), "%s", r.err);
+  cu_result_free(&r);
+
+  /* A bad name: the line that has it. */
+  const char *bad = "\n\n{\"stream\":\"c-1\",\"version\":0,\"type\":\"\","
+                    "\"data\":1}\n";
+  r = ct_run_in(bad, strlen(bad), "import", NULL);
+  ct_assert_status(r, 2);
+  assert_stopped_at(&r, "<stdin>:3");
+  cr_assert_not_null(strstr(r.err, "type name is empty"), "%s", r.err);
+  cu_result_free(&r);
+
+  /* A state line that ends a stream below this store's version. */
+  const char *state = "{\"stream\":\"order-1\",\"state\":\"deleted\","
+                      "\"version\":0,\"metadata\":{\"max_count\":null,"
+                      "\"max_age\":null,\"truncate_before\":null,"
+                      "\"custom\":null}}\n";
+  r = ct_run_in(state, strlen(state), "import", NULL);
+  ct_assert_status(r, 3);
+  assert_stopped_at(&r, "<stdin>:1");
+  cu_result_free(&r);
+}
+
 Test(cli_export, export_options) {
   cu_result r = ct_run("export", NULL);
   ct_assert_status(r, 1); /* no store */

@@ -101,6 +101,9 @@ int cli_parse_time_arg(cli_ctx *ctx, const char *opt, const char *s,
                        int64_t *out);
 /* Checks an event type or stream name: 1..255 bytes of UTF-8. */
 int cli_check_name(cli_ctx *ctx, const char *what, const char *s);
+/* The same check without a message: 0, or -1 with "the WHAT name is ..."
+ * in buf (for callers that say where the name comes from). */
+int cli_name_problem(char *buf, size_t bufsz, const char *what, const char *s);
 /* "any", "no-stream", "exists" or the number. */
 const char *cli_expected_str(char *buf, size_t n, int64_t expected);
 

@@ -31,6 +31,8 @@
 #define GROUP_MAX_BYTES (32u * 1024u * 1024u)
 #define PLACEHOLDER_TYPE "$placeholder"
 #define PLACEHOLDER_CHUNK 10000
+/* "FILE:FIRST-LAST" of an input file name (up to PATH_MAX) */
+#define WHERE_BUFSZ (4096 + 48)
 
 /* ---- export -------------------------------------------------------------- */
 
@@ -201,13 +203,62 @@ typedef struct importer {
   int64_t first_version;
   cli_jevent *evs;
   evs_event_data *data;
+  size_t *lines; /* the input line of each event */
   size_t count, cap, bytes;
-  size_t first_line;
   int has_ts; /* the group is committed at ts (TS_ORIGINAL) */
   int64_t ts;
+  /* where the import stopped: "FILE:LINE" or "FILE:FIRST-LAST", as the
+   * error message named it */
+  char where[WHERE_BUFSZ];
   /* totals */
   uint64_t events, written, skipped, states, placeholders;
 } importer;
+
+/* Names input line `line` for a message ("FILE:LINE") and remembers it as
+ * the place the import stopped. */
+static const char *at_line(importer *im, size_t line) {
+  snprintf(im->where, sizeof im->where, "%s:%zu", im->name, line);
+  return im->where;
+}
+
+/* Names the input lines of events i..j of the group (FILE:LINE for one,
+ * FILE:FIRST-LAST for several), like at_line(). */
+static const char *at_events(importer *im, size_t i, size_t j) {
+  if (im->lines[i] == im->lines[j])
+    return at_line(im, im->lines[i]);
+  snprintf(im->where, sizeof im->where, "%s:%zu-%zu", im->name, im->lines[i],
+           im->lines[j]);
+  return im->where;
+}
+
+/*
+ * Reports that the events of the file cannot keep their versions: `version`
+ * is the version the file gives the event at `where`, the store's stream
+ * is at `actual`. Returns CLI_EXIT_VERSION.
+ */
+static int wrong_version(importer *im, const char *where, const char *stream,
+                         int64_t version, int64_t expected, int64_t actual) {
+  char eb[32];
+  fprintf(stderr,
+          "%s %s: %s: stream '%s' version %lld: wrong expected version: "
+          "expected %s, actual %lld\n",
+          CLI_PROG, im->ctx->cmd, where, stream, (long long)version,
+          cli_expected_str(eb, sizeof eb, expected), (long long)actual);
+  if (actual >= version)
+    fprintf(stderr,
+            "This store already holds stream '%s' up to version %lld, so "
+            "the file's events cannot land at their versions. Import into "
+            "a store without this stream, or into one holding only the "
+            "earlier part of the same export.\n",
+            stream, (long long)actual);
+  else
+    fprintf(stderr,
+            "Stream '%s' ends at version %lld in this store, so version "
+            "%lld would leave a gap. Import the earlier part of the export "
+            "first, or import into a store without this stream.\n",
+            stream, (long long)actual, (long long)version);
+  return CLI_EXIT_VERSION;
+}
 
 /* Events per append: the library's bound, or the server's when lower. */
 static size_t max_group_events(const cli_ctx *ctx) {
@@ -256,8 +307,9 @@ static int write_events(importer *im, const char *stream, int64_t expected,
 /* Appends placeholders so that the stream's next version is `to`, starting
  * with expected version `expected` (NO_STREAM recreates a soft-deleted
  * stream at its next version), committed like the events they precede. */
-static int add_placeholders(importer *im, const char *stream, int64_t expected,
-                            int64_t next, int64_t to, int has_ts, int64_t ts) {
+static int add_placeholders(importer *im, size_t line, const char *stream,
+                            int64_t expected, int64_t next, int64_t to,
+                            int has_ts, int64_t ts) {
   cli_ctx *ctx = im->ctx;
   evs_event_data *ph = calloc(PLACEHOLDER_CHUNK, sizeof *ph);
   if (ph == NULL)
@@ -274,15 +326,16 @@ static int add_placeholders(importer *im, const char *stream, int64_t expected,
     evs_append_result res;
     int rc = write_events(im, stream, expected, ph, n, has_ts, ts, &res);
     if (rc == EVS_EWRONGVERSION) {
-      status =
-          cli_report_wrong_version(ctx, stream, expected, res.actual_version);
+      status = wrong_version(im, at_line(im, line), stream, next, expected,
+                             res.actual_version);
       break;
     }
     if (rc) {
       status = cli_fail(ctx, rc,
-                        "%s:%zu: stream '%s': writing placeholder "
-                        "events",
-                        im->name, im->lineno, stream);
+                        "%s: stream '%s': writing placeholder events for "
+                        "versions %lld to %lld",
+                        at_line(im, line), stream, (long long)next,
+                        (long long)to - 1);
       break;
     }
     im->placeholders += n;
@@ -297,16 +350,15 @@ static int add_placeholders(importer *im, const char *stream, int64_t expected,
  * next life starts at `to`, with the placeholders hidden. */
 static int hide_prefix(importer *im, const char *stream, int64_t expected,
                        int64_t next, int64_t to) {
-  int status =
-      add_placeholders(im, stream, expected, next, to, im->has_ts, im->ts);
+  int status = add_placeholders(im, im->lines[0], stream, expected, next, to,
+                                im->has_ts, im->ts);
   if (status)
     return status;
   int rc = im->ctx->be->ops->delete_stream(im->ctx->be, stream, to - 1, 0);
   if (rc)
     return cli_fail(im->ctx, rc,
-                    "%s:%zu: stream '%s': soft-deleting the "
-                    "placeholder events",
-                    im->name, im->lineno, stream);
+                    "%s: stream '%s': soft-deleting the placeholder events",
+                    at_line(im, im->lines[0]), stream);
   return 0;
 }
 
@@ -335,7 +387,9 @@ typedef struct target {
   int64_t version; /* last version (also for soft-deleted streams) */
 } target;
 
-static int get_target(importer *im, const char *stream, target *t) {
+/* Reads the stream's state for the event or state line at input `line`. */
+static int get_target(importer *im, size_t line, const char *stream,
+                      target *t) {
   evs_stream_info info;
   int rc = im->ctx->be->ops->stream_info(im->ctx->be, stream, &info);
   memset(t, 0, sizeof *t);
@@ -343,8 +397,7 @@ static int get_target(importer *im, const char *stream, target *t) {
   if (rc == EVS_ENOSTREAM)
     return 0;
   if (rc)
-    return cli_fail(im->ctx, rc, "%s:%zu: stream '%s'", im->name, im->lineno,
-                    stream);
+    return cli_fail(im->ctx, rc, "%s: stream '%s'", at_line(im, line), stream);
   t->known = 1;
   t->flags = info.flags;
   t->version = info.version;
@@ -387,18 +440,18 @@ static int flush_group(importer *im) {
     k++;
   }
   if (rc && rc != EVS_ENOTFOUND)
-    return cli_fail(ctx, rc, "%s:%zu: looking up an event id", im->name,
-                    im->first_line);
+    return cli_fail(ctx, rc, "%s: looking up an event id",
+                    at_line(im, im->lines[k]));
   if (k < im->count && im->has_ts && im->ts < im->floor_ts) {
     char t1[CLI_TIME_BUFSZ], t2[CLI_TIME_BUFSZ];
     return cli_errorf(ctx, CLI_EXIT_ERROR,
-                      "%s:%zu: stream '%s' version %lld was committed at %s, "
+                      "%s: stream '%s' version %lld was committed at %s, "
                       "before the newest event of this store (%s), so it "
                       "cannot keep its original time. Import into an empty "
                       "store, or use --timestamps metadata (keeps the "
                       "original time in the event metadata) or --timestamps "
                       "now",
-                      im->name, im->first_line + k, stream,
+                      at_line(im, im->lines[k]), stream,
                       (long long)(f + (int64_t)k), cli_time_format(t1, im->ts),
                       cli_time_format(t2, im->floor_ts));
   }
@@ -407,28 +460,28 @@ static int flush_group(importer *im) {
     located l = { stream, f, 0, "" };
     rc = ops->read_event(ctx->be, first_pos, locate_event, &l);
     if (rc)
-      return cli_fail(ctx, rc, "%s:%zu: reading position %llu", im->name,
-                      im->first_line, (unsigned long long)first_pos);
+      return cli_fail(ctx, rc, "%s: reading position %llu",
+                      at_line(im, im->lines[0]), (unsigned long long)first_pos);
     if (!l.match)
       return cli_errorf(ctx, CLI_EXIT_ERROR,
-                        "%s:%zu: the event id of stream '%s' version %lld is "
+                        "%s: the event id of stream '%s' version %lld is "
                         "already used by %s in this store; import into a "
                         "store without those events",
-                        im->name, im->first_line, stream, (long long)f,
+                        at_line(im, im->lines[0]), stream, (long long)f,
                         l.where);
     evs_append_result res;
     memset(&res, 0, sizeof res);
     rc = ops->append(ctx->be, stream, EVS_EXPECT_ANY, im->data, k, &res);
     if (rc)
       return cli_fail(ctx, rc,
-                      "%s:%zu: stream '%s': checking %zu events "
+                      "%s: stream '%s': checking %zu events "
                       "imported before",
-                      im->name, im->first_line, stream, k);
+                      at_events(im, 0, k - 1), stream, k);
     if (!res.idempotent || res.first_version != f)
       return cli_errorf(ctx, CLI_EXIT_ERROR,
-                        "%s:%zu: stream '%s': events imported before are not "
+                        "%s: stream '%s': events imported before are not "
                         "where this file puts them",
-                        im->name, im->first_line, stream);
+                        at_events(im, 0, k - 1), stream);
     im->skipped += k;
     if (k == im->count) {
       group_reset(im);
@@ -438,16 +491,17 @@ static int flush_group(importer *im) {
     expected = f + (int64_t)k - 1;
   } else {
     target t;
-    if ((status = get_target(im, stream, &t)))
+    if ((status = get_target(im, im->lines[0], stream, &t)))
       return status;
     if (t.flags & EVS_STREAM_TOMBSTONED)
       return cli_errorf(ctx, CLI_EXIT_NOSTREAM,
-                        "%s:%zu: stream '%s' is tombstoned in this store; "
+                        "%s: stream '%s' is tombstoned in this store; "
                         "its events cannot be imported",
-                        im->name, im->first_line, stream);
+                        at_line(im, im->lines[0]), stream);
     if (t.flags & EVS_STREAM_DELETED) {
       if (t.version >= f)
-        return cli_report_wrong_version(ctx, stream, expected, t.version);
+        return wrong_version(im, at_line(im, im->lines[0]), stream, f, expected,
+                             t.version);
       if (t.version < f - 1 &&
           (status =
                hide_prefix(im, stream, EVS_EXPECT_NO_STREAM, t.version + 1, f)))
@@ -468,23 +522,25 @@ static int flush_group(importer *im) {
                     im->ts, &res);
   if (rc == EVS_EINVAL && im->has_ts)
     return cli_errorf(ctx, CLI_EXIT_ERROR,
-                      "%s:%zu: stream '%s': committing with the original "
+                      "%s: stream '%s': committing with the original "
                       "time failed: %s",
-                      im->name, im->first_line, stream,
+                      at_events(im, start, im->count - 1), stream,
                       ops->last_error(ctx->be));
   if (rc == EVS_EWRONGVERSION)
-    return cli_report_wrong_version(ctx, stream, expected, res.actual_version);
+    return wrong_version(im, at_line(im, im->lines[start]), stream, fv,
+                         expected, res.actual_version);
   if (rc)
-    return cli_fail(ctx, rc, "%s:%zu: importing %zu events of stream '%s'",
-                    im->name, im->first_line, n, stream);
+    return cli_fail(ctx, rc, "%s: importing %zu event%s of stream '%s'",
+                    at_events(im, start, im->count - 1), n, n == 1 ? "" : "s",
+                    stream);
   if (res.idempotent) {
     im->skipped += n;
   } else {
     if (res.first_version != fv)
       return cli_errorf(ctx, CLI_EXIT_ERROR,
-                        "%s:%zu: stream '%s': the events landed at version "
+                        "%s: stream '%s': the events landed at version "
                         "%lld instead of %lld",
-                        im->name, im->first_line, stream,
+                        at_events(im, start, im->count - 1), stream,
                         (long long)res.first_version, (long long)fv);
     im->written += n;
   }
@@ -498,39 +554,50 @@ static int apply_state(importer *im, cli_jevent *st) {
   const char *stream = st->stream;
   const int tombstone = strcmp(st->state, "tombstoned") == 0;
   const int64_t v = st->version;
+  const size_t line = im->lineno;
   int status, rc;
   target t;
-  if (cli_check_name(ctx, "stream", stream))
-    return CLI_EXIT_USAGE;
-  if ((status = get_target(im, stream, &t)))
+  char why[128];
+  if (cli_name_problem(why, sizeof why, "stream", stream))
+    return cli_errorf(ctx, CLI_EXIT_USAGE, "%s: %s", at_line(im, line), why);
+  if ((status = get_target(im, line, stream, &t)))
     return status;
   if (t.flags & EVS_STREAM_TOMBSTONED) {
     if (!tombstone)
       return cli_errorf(ctx, CLI_EXIT_NOSTREAM,
-                        "%s:%zu: stream '%s' is tombstoned in this store",
-                        im->name, im->lineno, stream);
+                        "%s: stream '%s' is tombstoned in this store",
+                        at_line(im, line), stream);
     im->states++; /* already done */
     return 0;
   }
   if (st->has_md) {
     rc = ops->set_metadata(ctx->be, stream, &st->md);
     if (rc)
-      return cli_fail(ctx, rc, "%s:%zu: setting the metadata of stream '%s'",
-                      im->name, im->lineno, stream);
+      return cli_fail(ctx, rc, "%s: setting the metadata of stream '%s'",
+                      at_line(im, line), stream);
   }
   if (strcmp(st->state, "active") != 0) {
     /* The exported stream ended at version v (its events are hidden): make
      * the versions up to v exist here too, so that a recreated stream
      * continues at v + 1 as it would have in the exported store. */
-    if (t.version > v)
-      return cli_report_wrong_version(ctx, stream, v, t.version);
+    if (t.version > v) {
+      fprintf(stderr,
+              "%s %s: %s: stream '%s': wrong expected version: expected "
+              "%lld, actual %lld\n"
+              "The line ends stream '%s' at version %lld, but this store "
+              "already holds it up to version %lld. Import into a store "
+              "without this stream.\n",
+              CLI_PROG, ctx->cmd, at_line(im, line), stream, (long long)v,
+              (long long)t.version, stream, (long long)v, (long long)t.version);
+      return CLI_EXIT_VERSION;
+    }
     if (t.version < v) {
       int64_t expected = (t.flags & EVS_STREAM_DELETED) || t.version < 0
                              ? EVS_EXPECT_NO_STREAM
                              : t.version;
       int has_ts = im->ts_mode == TS_ORIGINAL && im->floor_ts > 0;
-      if ((status = add_placeholders(im, stream, expected, t.version + 1, v + 1,
-                                     has_ts, im->floor_ts)))
+      if ((status = add_placeholders(im, line, stream, expected, t.version + 1,
+                                     v + 1, has_ts, im->floor_ts)))
         return status;
       t.flags &= ~EVS_STREAM_DELETED;
       t.version = v;
@@ -543,8 +610,8 @@ static int apply_state(importer *im, cli_jevent *st) {
       rc = 0;
     }
     if (rc)
-      return cli_fail(ctx, rc, "%s:%zu: deleting stream '%s'", im->name,
-                      im->lineno, stream);
+      return cli_fail(ctx, rc, "%s: deleting stream '%s'", at_line(im, line),
+                      stream);
   }
   im->states++;
   return 0;
@@ -563,11 +630,12 @@ static int add_event(importer *im, cli_jevent *ev) {
       return status;
   }
   if (im->count == 0) {
-    if (cli_check_name(im->ctx, "stream", ev->stream))
-      return CLI_EXIT_USAGE;
+    char why[128];
+    if (cli_name_problem(why, sizeof why, "stream", ev->stream))
+      return cli_errorf(im->ctx, CLI_EXIT_USAGE, "%s: %s",
+                        at_line(im, im->lineno), why);
     im->stream = cli_xstrndup(ev->stream, strlen(ev->stream));
     im->first_version = ev->version;
-    im->first_line = im->lineno;
     im->has_ts = ev->has_timestamp;
     im->ts = ev->timestamp_ns;
   }
@@ -579,10 +647,14 @@ static int add_event(importer *im, cli_jevent *ev) {
     evs_event_data *d = realloc(im->data, cap * sizeof *d);
     if (d)
       im->data = d;
-    if (e == NULL || d == NULL)
+    size_t *l = realloc(im->lines, cap * sizeof *l);
+    if (l)
+      im->lines = l;
+    if (e == NULL || d == NULL || l == NULL)
       return cli_errorf(im->ctx, CLI_EXIT_ERROR, "out of memory");
     im->cap = cap;
   }
+  im->lines[im->count] = im->lineno;
   im->evs[im->count++] = *ev; /* takes ownership */
   memset(ev, 0, sizeof *ev);
   im->bytes += size;
@@ -672,8 +744,8 @@ static int run_import(cli_ctx *ctx, const cli_args *a) {
     char err[256];
     if (cli_jevent_parse(&ev, line + s, len - s, CLI_JSONL_IMPORT, err,
                          sizeof err)) {
-      status = cli_errorf(ctx, CLI_EXIT_USAGE, "%s:%zu: %s", im.name, im.lineno,
-                          err);
+      status = cli_errorf(ctx, CLI_EXIT_USAGE, "%s: %s",
+                          at_line(&im, im.lineno), err);
       break;
     }
     if (ev.is_state) {
@@ -682,8 +754,10 @@ static int run_import(cli_ctx *ctx, const cli_args *a) {
         status = apply_state(&im, &ev);
       cli_jevent_clear(&ev);
     } else {
-      if (cli_check_name(ctx, "event type", ev.type)) {
-        status = CLI_EXIT_USAGE;
+      char why[128];
+      if (cli_name_problem(why, sizeof why, "event type", ev.type)) {
+        status = cli_errorf(ctx, CLI_EXIT_USAGE, "%s: %s",
+                            at_line(&im, im.lineno), why);
       } else {
         if (ev.has_timestamp && ts_mode == TS_METADATA) {
           cli_buf md = CLI_BUF_INIT;
@@ -703,8 +777,8 @@ static int run_import(cli_ctx *ctx, const cli_args *a) {
     cli_progress_update(&progress, consumed);
   }
   if (status == 0 && ferror(in))
-    status = cli_errorf(ctx, CLI_EXIT_ERROR, "reading '%s': %s", im.name,
-                        strerror(errno));
+    status = cli_errorf(ctx, CLI_EXIT_ERROR, "%s: reading: %s",
+                        at_line(&im, im.lineno + 1), strerror(errno));
   if (status == 0)
     status = flush_group(&im);
   cli_progress_finish(&progress);
@@ -714,13 +788,17 @@ static int run_import(cli_ctx *ctx, const cli_args *a) {
   group_reset(&im);
   free(im.evs);
   free(im.data);
+  free(im.lines);
   if (status) {
+    /* The place the error named (every error names one). */
+    if (im.where[0] == '\0')
+      at_line(&im, im.lineno);
     fprintf(stderr,
-            "%s import: stopped at %s:%zu after %llu events written, %llu "
-            "already present. The events before the error are stored; "
-            "importing the file again is safe (event ids make it "
-            "idempotent).\n",
-            CLI_PROG, im.name, im.lineno, (unsigned long long)im.written,
+            "%s import: stopped at %s, after %llu events written and %llu "
+            "already present. The events of the lines before it are "
+            "stored; once the cause is fixed, importing the file again is "
+            "safe (event ids make it idempotent).\n",
+            CLI_PROG, im.where, (unsigned long long)im.written,
             (unsigned long long)im.skipped);
     return status;
   }
@@ -760,6 +838,10 @@ const cli_command cli_cmd_import = {
   "A stream whose exported events start after version 0 (truncated,\n"
   "recreated after a soft delete) gets hidden placeholder events of type\n"
   "\"$placeholder\" for the missing versions, so that versions match.\n"
+  "\n"
+  "Errors name the input line that failed (FILE:LINE, <stdin>:LINE), or\n"
+  "FILE:FIRST-LAST for a group of events refused as a whole; the events\n"
+  "of the lines before it stay imported.\n"
   "\n"
   "Prints {\"events\":N,\"written\":W,\"skipped\":S,\"states\":T,"
   "\"placeholders\":P}.\n"

@@ -286,13 +286,17 @@ int cli_parse_time_arg(cli_ctx *ctx, const char *opt, const char *s,
   return 0;
 }
 
-int cli_check_name(cli_ctx *ctx, const char *what, const char *s) {
+int cli_name_problem(char *buf, size_t bufsz, const char *what, const char *s) {
   size_t n = strlen(s);
-  if (n == 0)
-    return cli_usage(ctx, "the %s name is empty", what);
-  if (n > EVS_MAX_NAME_LEN)
-    return cli_usage(ctx, "the %s name is longer than %u bytes", what,
-                     EVS_MAX_NAME_LEN);
+  if (n == 0) {
+    snprintf(buf, bufsz, "the %s name is empty", what);
+    return -1;
+  }
+  if (n > EVS_MAX_NAME_LEN) {
+    snprintf(buf, bufsz, "the %s name is longer than %u bytes", what,
+             EVS_MAX_NAME_LEN);
+    return -1;
+  }
   /* A JSON string of the name validates its UTF-8. */
   cli_buf b = CLI_BUF_INIT;
   cli_buf_putc(&b, '"');
@@ -306,8 +310,17 @@ int cli_check_name(cli_ctx *ctx, const char *what, const char *s) {
   cli_buf_putc(&b, '"');
   int bad = cli_json_check(NULL, b.data, b.len, NULL);
   cli_buf_free(&b);
-  if (bad)
-    return cli_usage(ctx, "the %s name is not valid UTF-8", what);
+  if (bad) {
+    snprintf(buf, bufsz, "the %s name is not valid UTF-8", what);
+    return -1;
+  }
+  return 0;
+}
+
+int cli_check_name(cli_ctx *ctx, const char *what, const char *s) {
+  char why[128];
+  if (cli_name_problem(why, sizeof why, what, s))
+    return cli_usage(ctx, "%s", why);
   return 0;
 }
 
