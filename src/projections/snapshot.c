@@ -58,7 +58,7 @@ int evs_snapshot_save(evs_views *v, const char *stream, int64_t version,
   if (v == NULL || schema == NULL || (data == NULL && len))
     return evs__err(EVS_EINVAL, "NULL views, schema or data");
   size_t slen;
-  int rc = evs__check_name(stream, "stream", &slen);
+  int rc = evs__check_stream_name(stream, &slen);
   if (rc)
     return rc;
   size_t tlen = strlen(schema);
@@ -82,7 +82,7 @@ int evs_snapshot_load(evs_snapshot **out, evs_views *v, const char *stream) {
     return evs__err(EVS_EINVAL, "NULL output or views");
   *out = NULL;
   size_t slen;
-  int rc = evs__check_name(stream, "stream", &slen);
+  int rc = evs__check_stream_name(stream, &slen);
   if (rc)
     return rc;
   MDB_txn *txn;
@@ -152,7 +152,7 @@ int evs_snapshot_delete(evs_views *v, const char *stream) {
   if (v == NULL)
     return evs__err(EVS_EINVAL, "NULL views");
   size_t slen;
-  int rc = evs__check_name(stream, "stream", &slen);
+  int rc = evs__check_stream_name(stream, &slen);
   if (rc)
     return rc;
   evs__snap_ctx c;
@@ -182,7 +182,7 @@ int evs_aggregate_load(evs_aggregate_info *out, evs_store *store,
   if (store == NULL || apply == NULL || (views && (!schema || !restore)))
     return evs__err(EVS_EINVAL, "NULL store or callback (with views, a "
                                 "schema and a restore callback are needed)");
-  int rc = evs__check_name(stream, "stream", NULL);
+  int rc = evs__check_stream_name(stream, NULL);
   if (rc)
     return rc;
   evs_stream_info si;

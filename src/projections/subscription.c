@@ -170,7 +170,7 @@ int evs_sub_open(evs_sub **out, evs_store *s, const evs_sub_options *opts) {
     o = *opts;
   }
   int rc;
-  if (o.stream && (rc = evs__check_name(o.stream, "stream", NULL)))
+  if (o.stream && (rc = evs__check_stream_name(o.stream, NULL)))
     return rc;
   if (o.category && o.category[0] &&
       (rc = evs__check_name(o.category, "category", NULL)))

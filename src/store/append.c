@@ -240,12 +240,9 @@ static int evs__prepare_append(evs_store *s, evs__req *r) {
     memset(&pt->result, 0, sizeof pt->result);
     pt->result.actual_version = EVS_VERSION_NONE;
     r->failed_part = p;
-    int rc = evs__check_name(pt->stream, "stream", &r->name_len[p]);
+    int rc = evs__check_stream_name(pt->stream, &r->name_len[p]);
     if (rc)
       return rc;
-    if (pt->stream[0] == '$')
-      return evs__err(EVS_EBADNAME,
-                      "stream names starting with '$' are reserved");
     if (pt->events == NULL || pt->count == 0)
       return evs__err(EVS_EINVAL, "append to '%s' has no events", pt->stream);
     if (pt->count > EVS_MAX_EVENTS_PER_APPEND)
@@ -901,22 +898,14 @@ static int evs__apply_append(evs__batch *b, evs__req *r) {
     memset(&one, 0, sizeof one);
   }
   int fatal = 0;
-  if (r->fixed_ts) {
-    if (r->fixed_ts < b->floor) {
-      r->rc = evs__err(EVS_EINVAL,
-                       "import timestamp %lld is older than the head of the "
-                       "log (%lld): timestamps never decrease",
-                       (long long)r->fixed_ts, (long long)b->floor);
-      snprintf(r->detail, sizeof r->detail, "%s", evs_last_error());
-      r->failed_part = 0;
-      if (ps != &one)
-        free(ps);
-      return 0;
-    }
-    b->ts = r->fixed_ts;
-  } else {
+  /* An import timestamp older than the head is refused below, after the
+   * idempotency checks: the retry of an import that did commit succeeds
+   * with its original result even once the log has moved on. */
+  int ts_old = r->fixed_ts && r->fixed_ts < b->floor;
+  if (r->fixed_ts)
+    b->ts = ts_old ? b->floor : r->fixed_ts;
+  else
     b->ts = b->now > b->floor ? b->now : b->floor;
-  }
   for (size_t p = 0; p < r->nparts; p++) {
     int rc = evs__check_part(b, r, p, &ps[p], &fatal);
     if (fatal) {
@@ -932,6 +921,19 @@ static int evs__apply_append(evs__batch *b, evs__req *r) {
         free(ps);
       return 0;
     }
+  }
+  for (size_t p = 0; ts_old && p < r->nparts; p++) {
+    if (ps[p].noop)
+      continue;
+    r->rc = evs__err(EVS_EINVAL,
+                     "import timestamp %lld is older than the head of the "
+                     "log (%lld): timestamps never decrease",
+                     (long long)r->fixed_ts, (long long)b->floor);
+    snprintf(r->detail, sizeof r->detail, "%s", evs_last_error());
+    r->failed_part = p;
+    if (ps != &one)
+      free(ps);
+    return 0;
   }
   size_t off = 0;
   for (size_t p = 0; p < r->nparts; p++) {
@@ -1530,7 +1532,7 @@ int evs_stream_delete(evs_store *s, const char *stream, int64_t expected,
   if (s == NULL)
     return evs__err(EVS_EINVAL, "NULL store");
   size_t len;
-  int rc = evs__check_name(stream, "stream", &len);
+  int rc = evs__check_stream_name(stream, &len);
   if (rc)
     return rc;
   if ((rc = evs__check_writable(s)))
@@ -1556,14 +1558,11 @@ int evs_stream_set_metadata(evs_store *s, const char *stream,
   if (s == NULL || md == NULL)
     return evs__err(EVS_EINVAL, "NULL store or metadata");
   size_t len;
-  int rc = evs__check_name(stream, "stream", &len);
+  int rc = evs__check_stream_name(stream, &len);
   if (rc)
     return rc;
   if ((rc = evs__check_writable(s)))
     return rc;
-  if (stream[0] == '$')
-    return evs__err(EVS_EBADNAME,
-                    "stream names starting with '$' are reserved");
   if (md->custom_len > EVS__MAX_CUSTOM_META)
     return evs__err(EVS_ETOOLARGE, "custom metadata over %u bytes",
                     EVS__MAX_CUSTOM_META);
@@ -1572,6 +1571,10 @@ int evs_stream_set_metadata(evs_store *s, const char *stream,
   if (md->max_count > (uint64_t)INT64_MAX ||
       md->max_age_sec > (uint64_t)INT64_MAX / 1000000000ull)
     return evs__err(EVS_EINVAL, "metadata limit out of range");
+  if (md->truncate_before < -1)
+    return evs__err(EVS_EINVAL,
+                    "truncate_before %lld: a version, or -1 for none",
+                    (long long)md->truncate_before);
   evs__req r;
   memset(&r, 0, sizeof r);
   r.op = EVS__OP_METADATA;

@@ -100,6 +100,8 @@ static inline int evs__an_lmdb_err(int rc) {
 int evs__utf8_valid(const void *s, size_t len);
 /* Checks a stream or type name. Returns 0 or EVS_EBADNAME/EVS_EINVAL. */
 int evs__check_name(const char *name, const char *what, size_t *len_out);
+/* evs__check_name for a stream, which may not start with '$' (reserved). */
+int evs__check_stream_name(const char *name, size_t *len_out);
 int64_t evs__now_ns(void);
 
 /* ---- records ----------------------------------------------------------- */

@@ -773,7 +773,7 @@ int evs_read_stream(evs_iter **out, evs_store *s, const char *stream,
     return evs__err(EVS_EINVAL, "NULL output or store");
   *out = NULL;
   size_t len;
-  int rc = evs__check_name(stream, "stream", &len);
+  int rc = evs__check_stream_name(stream, &len);
   if (rc)
     return rc;
   evs_read_options o = EVS_READ_OPTIONS_INIT;
@@ -1237,7 +1237,7 @@ int evs_stream_info_get(evs_store *s, const char *stream,
     return evs__err(EVS_EINVAL, "NULL store or output");
   memset(out, 0, sizeof *out);
   size_t len;
-  int rc = evs__check_name(stream, "stream", &len);
+  int rc = evs__check_stream_name(stream, &len);
   if (rc)
     return rc;
   MDB_txn *txn;

@@ -43,19 +43,23 @@ static int evs__hexval(char c) {
 }
 
 int evs_uuid_parse(evs_uuid *out, const char *text, size_t len) {
-  if (out == NULL || text == NULL || len != 36)
-    return EVS_EINVAL;
+  evs__clear_error();
+  if (out == NULL || text == NULL)
+    return evs__err(EVS_EINVAL, "NULL uuid or text");
+  if (len != 36)
+    return evs__err(EVS_EINVAL, "a UUID is 36 characters, not %zu", len);
   size_t j = 0;
   for (size_t i = 0; i < 36; i++) {
     if (i == 8 || i == 13 || i == 18 || i == 23) {
       if (text[i] != '-')
-        return EVS_EINVAL;
+        return evs__err(EVS_EINVAL, "UUID: '-' expected at offset %zu", i);
       continue;
     }
     int hi = evs__hexval(text[i]);
     int lo = evs__hexval(text[i + 1]);
     if (hi < 0 || lo < 0)
-      return EVS_EINVAL;
+      return evs__err(EVS_EINVAL, "UUID: hex digit expected at offset %zu",
+                      hi < 0 ? i : i + 1);
     out->bytes[j++] = (uint8_t)(hi << 4 | lo);
     i++;
   }
@@ -213,6 +217,17 @@ int evs__check_name(const char *name, const char *what, size_t *len_out) {
   if (len_out)
     *len_out = len;
   return 0;
+}
+
+int evs__check_stream_name(const char *name, size_t *len_out) {
+  int rc = evs__check_name(name, "stream", len_out);
+  if (rc == 0 && name[0] == '$')
+    rc = evs__err(EVS_EBADNAME, "stream names starting with '$' are reserved%s",
+                  strcmp(name, "$all") == 0
+                      ? " ('$all', the global log, is read with "
+                        "evs_read_all and subscribed to without a stream)"
+                      : "");
+  return rc;
 }
 
 uint64_t evs_stream_hash(const char *stream, size_t len) {

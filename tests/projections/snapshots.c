@@ -108,6 +108,13 @@ Test(proj_snap, snapshot_plus_tail_equals_full_replay) {
   cr_assert_eq(info.events_read, 120);
   cr_assert_eq(other.balance, replay.balance);
 
+  /* '$' stream names are reserved: no snapshot of them. */
+  cr_assert_eq(evs_snapshot_save(vw, "$sys", 1, "acct/v1", "x", 1),
+               EVS_EBADNAME);
+  evs_snapshot *none = NULL;
+  cr_assert_eq(evs_snapshot_load(&none, vw, "$all"), EVS_EBADNAME);
+  cr_assert_null(none);
+
   /* An older save does not replace a newer snapshot. */
   cr_assert_eq(evs_snapshot_save(vw, "acct-1", 10, "acct/v1", "x", 1), 1);
   evs_snapshot *sn = NULL;

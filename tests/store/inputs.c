@@ -34,8 +34,7 @@ Test(store_inputs, null_pointers_are_einval) {
   tu_append_ok(tu_store, "s", EVS_EXPECT_ANY, 1, NULL);
   evs_event_data ev;
   tu_event(&ev, "T", "x", 1);
-  cr_assert_eq(evs_append(NULL, "s", EVS_EXPECT_ANY, &ev, 1, NULL),
-               EVS_EINVAL);
+  cr_assert_eq(evs_append(NULL, "s", EVS_EXPECT_ANY, &ev, 1, NULL), EVS_EINVAL);
   cr_assert_eq(evs_append(tu_store, NULL, EVS_EXPECT_ANY, &ev, 1, NULL),
                EVS_EINVAL);
   cr_assert_eq(evs_append(tu_store, "s", EVS_EXPECT_ANY, NULL, 1, NULL),
@@ -98,16 +97,18 @@ Test(store_inputs, null_pointers_are_einval) {
 }
 
 static const char *const bad_names[] = {
-    "",                   /* empty */
-    "\xff\xfe",           /* not UTF-8 at all */
-    "\xc0\xaf",           /* overlong encoding of '/' */
-    "\xe0\x80\xaf",       /* overlong, 3 bytes */
-    "\xed\xa0\x80",       /* lone surrogate U+D800 */
-    "\xf4\x90\x80\x80",   /* beyond U+10FFFF */
-    "ab\xc3",             /* truncated sequence */
-    "a\x80z",             /* stray continuation byte */
+  "",                 /* empty */
+  "\xff\xfe",         /* not UTF-8 at all */
+  "\xc0\xaf",         /* overlong encoding of '/' */
+  "\xe0\x80\xaf",     /* overlong, 3 bytes */
+  "\xed\xa0\x80",     /* lone surrogate U+D800 */
+  "\xf4\x90\x80\x80", /* beyond U+10FFFF */
+  "ab\xc3",           /* truncated sequence */
+  "a\x80z",           /* stray continuation byte */
 };
-enum { NBAD = sizeof bad_names / sizeof bad_names[0] };
+enum {
+  NBAD = sizeof bad_names / sizeof bad_names[0]
+};
 
 Test(store_inputs, bad_stream_names_are_ebadname) {
   uint64_t head = tu_head(tu_store);
@@ -127,6 +128,108 @@ Test(store_inputs, bad_stream_names_are_ebadname) {
   cr_assert_eq(append1(longname, "T"), 0, "255-byte name: %s",
                evs_last_error());
   cr_assert_eq(tu_head(tu_store), head + 1);
+}
+
+/* '$' names are reserved ($all is the global log): every call that takes a
+ * stream name refuses them the same way, and writes nothing. */
+Test(store_inputs, reserved_stream_names_are_ebadname_everywhere) {
+  tu_append_ok(tu_store, "order-1", EVS_EXPECT_ANY, 1, NULL);
+  uint64_t head = tu_head(tu_store);
+  evs_stats before;
+  cr_assert_eq(evs_store_stats(tu_store, &before, 0), 0);
+  const char *names[] = { "$all", "$ce-order", "$" };
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    const char *n = names[i];
+    cr_assert_eq(append1(n, "T"), EVS_EBADNAME, "%s", n);
+    cr_assert_eq(evs_stream_delete(tu_store, n, EVS_EXPECT_ANY, 0),
+                 EVS_EBADNAME, "soft delete %s", n);
+    cr_assert_eq(evs_stream_delete(tu_store, n, EVS_EXPECT_ANY, 1),
+                 EVS_EBADNAME, "hard delete %s", n);
+    cr_assert(strstr(evs_last_error(), "reserved"), "%s", evs_last_error());
+    evs_stream_metadata md = EVS_STREAM_METADATA_INIT;
+    md.max_count = 3;
+    cr_assert_eq(evs_stream_set_metadata(tu_store, n, &md), EVS_EBADNAME);
+    evs_iter *it = NULL;
+    evs_read_options ro = EVS_READ_OPTIONS_INIT;
+    cr_assert_eq(evs_read_stream(&it, tu_store, n, &ro), EVS_EBADNAME);
+    cr_assert_null(it);
+    evs_stream_info info;
+    cr_assert_eq(evs_stream_info_get(tu_store, n, &info), EVS_EBADNAME);
+    evs_sub *sub = NULL;
+    evs_sub_options so = EVS_SUB_OPTIONS_INIT;
+    so.stream = n;
+    cr_assert_eq(evs_sub_open(&sub, tu_store, &so), EVS_EBADNAME);
+    cr_assert_null(sub);
+  }
+  cr_assert(strstr(evs_last_error(), "reserved"), "%s", evs_last_error());
+  cr_assert_eq(tu_head(tu_store), head);
+  evs_stats after;
+  cr_assert_eq(evs_store_stats(tu_store, &after, 0), 0);
+  cr_assert_eq(after.streams, before.streams, "a '$' stream was created");
+}
+
+Test(store_inputs, truncate_before_is_a_version_or_minus_one) {
+  evs_stream_metadata md = EVS_STREAM_METADATA_INIT;
+  md.truncate_before = -5;
+  cr_assert_eq(evs_stream_set_metadata(tu_store, "tb-1", &md), EVS_EINVAL);
+  cr_assert(strstr(evs_last_error(), "-5"), "%s", evs_last_error());
+  md.truncate_before = -1;
+  cr_assert_eq(evs_stream_set_metadata(tu_store, "tb-1", &md), 0);
+  md.truncate_before = 0;
+  cr_assert_eq(evs_stream_set_metadata(tu_store, "tb-1", &md), 0);
+}
+
+Test(store_inputs, uuid_parse_explains_its_failures) {
+  evs_iter *it = NULL;
+  evs_read_options ro = EVS_READ_OPTIONS_INIT;
+  cr_assert_eq(evs_read_stream(&it, tu_store, "missing-1", &ro), EVS_ENOSTREAM);
+  evs_uuid u;
+  cr_assert_eq(evs_uuid_parse(&u, "nope", 4), EVS_EINVAL);
+  cr_assert(strstr(evs_last_error(), "36"), "stale or empty: '%s'",
+            evs_last_error());
+  const char *bad = "0190c6d2-7e3a-7b1c-9d4e-5f6a7b8c9d0g";
+  cr_assert_eq(evs_uuid_parse(&u, bad, 36), EVS_EINVAL);
+  cr_assert(strstr(evs_last_error(), "35"), "%s", evs_last_error());
+  const char *good = "0190c6d2-7e3a-7b1c-9d4e-5f6a7b8c9d0e";
+  cr_assert_eq(evs_uuid_parse(&u, good, 36), 0);
+  cr_assert_eq(evs_last_error()[0], '\0');
+}
+
+/* An import (evs_append_at) retried after a lost reply gets its original
+ * result even once the log has moved on past its timestamp; new events at
+ * that time are still refused. */
+Test(store_inputs, append_at_retry_after_the_head_moved_on) {
+  const int64_t t0 = 1767225600000000001; /* 2026-01-01 */
+  evs_event_data ev[2];
+  memset(ev, 0, sizeof ev);
+  ev[0].type = "Imported";
+  ev[1].type = "Imported";
+  ev[0].id.bytes[15] = 1;
+  ev[1].id.bytes[15] = 2;
+  evs_append_part part = { "imp-1", EVS_EXPECT_NO_STREAM, ev, 2, { 0 } };
+  cr_assert_eq(evs_append_at(tu_store, &part, 1, t0, NULL), 0, "%s",
+               evs_last_error());
+  evs_append_result first = part.result;
+  cr_assert_eq(first.timestamp_ns, t0);
+  tu_append_ok(tu_store, "later-1", EVS_EXPECT_ANY, 1, NULL); /* now > t0 */
+  cr_assert_eq(evs_append_at(tu_store, &part, 1, t0, NULL), 0, "%s",
+               evs_last_error());
+  cr_assert(part.result.idempotent);
+  cr_assert_eq(part.result.first_position, first.first_position);
+  cr_assert_eq(part.result.last_version, first.last_version);
+  cr_assert_eq(part.result.timestamp_ns, t0);
+  /* New events at that time: refused, nothing written. */
+  uint64_t head = tu_head(tu_store);
+  evs_event_data nev;
+  memset(&nev, 0, sizeof nev);
+  nev.type = "Imported";
+  evs_append_part fresh = { "imp-2", EVS_EXPECT_ANY, &nev, 1, { 0 } };
+  size_t failed = 9;
+  cr_assert_eq(evs_append_at(tu_store, &fresh, 1, t0, &failed), EVS_EINVAL);
+  cr_assert_eq(failed, 0);
+  cr_assert(strstr(evs_last_error(), "older than the head"), "%s",
+            evs_last_error());
+  cr_assert_eq(tu_head(tu_store), head);
 }
 
 Test(store_inputs, bad_type_names_are_ebadname) {
@@ -256,11 +359,11 @@ Test(store_inputs, read_options_out_of_range) {
 }
 
 Test(store_inputs, error_names_and_messages) {
-#define CHECK_CODE(name, value, msg)                                         \
-  do {                                                                       \
-    cr_assert_eq(EVS_##name, value);                                         \
-    cr_assert_str_eq(evs_err_name(EVS_##name), "EVS_" #name);                \
-    cr_assert_str_eq(evs_strerror(EVS_##name), msg);                         \
+#define CHECK_CODE(name, value, msg)                                           \
+  do {                                                                         \
+    cr_assert_eq(EVS_##name, value);                                           \
+    cr_assert_str_eq(evs_err_name(EVS_##name), "EVS_" #name);                  \
+    cr_assert_str_eq(evs_strerror(EVS_##name), msg);                           \
   } while (0);
   EVS_ERRNO_MAP(CHECK_CODE)
 #undef CHECK_CODE
@@ -269,8 +372,8 @@ Test(store_inputs, error_names_and_messages) {
   cr_assert_str_eq(evs_err_name(-ENOSPC), "ENOSPC");
   cr_assert_str_eq(evs_err_name(-ENOENT), "ENOENT");
   cr_assert_neq(evs_strerror(-ENOSPC)[0], '\0');
-  static const int odd[] = {12345, -12345, -20000, -20999, 1, INT32_MIN,
-                            INT32_MAX, -4095};
+  static const int odd[] = { 12345, -12345,    -20000,    -20999,
+                             1,     INT32_MIN, INT32_MAX, -4095 };
   for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
     cr_assert_not_null(evs_strerror(odd[i]));
     cr_assert_not_null(evs_err_name(odd[i]));
