@@ -98,8 +98,10 @@ EVS_EXTERN int evs_append_multi(evs_store *store, evs_append_part *parts,
  * given timestamp instead of the current time, to restore an export with its
  * original times. Because timestamps never decrease along positions,
  * `timestamp_ns` must be at least the timestamp of the head of the log
- * (EVS_EINVAL otherwise); later ordinary appends are stamped
- * max(now, that timestamp).
+ * (EVS_EINVAL otherwise, for the first part that would write); later
+ * ordinary appends are stamped max(now, that timestamp). A retry of an
+ * import that committed is recognised first, as with evs_append(): it
+ * returns the original results even after the log moved on.
  */
 EVS_EXTERN int evs_append_at(evs_store *store, evs_append_part *parts,
                              size_t nparts, int64_t timestamp_ns,
