@@ -328,9 +328,11 @@ EVS_EXTERN int evs_proj_builtin(evs_projection *out, const char *name);
  * Rules: the state starts as {}; each event's data is a JSON merge patch
  * applied per RFC 7386 (null deletes a key, objects merge recursively, any
  * non-object value replaces). Event data of 0 bytes changes nothing. Event
- * data that is not JSON, or JSON that is not an object, makes the stream
- * unfoldable: the call fails with EVS_EINVAL and evs_last_error() names
- * the event (version, position) and the reason.
+ * data that is not JSON (RFC 8259, nested at most 2048 levels), or JSON
+ * that is not an object, makes the stream unfoldable: the call fails with
+ * EVS_EINVAL and evs_last_error() names the event (version, position) and
+ * the reason. Numbers are kept exactly as written in the events (no
+ * arithmetic, no size limit), members in the order they were added.
  *
  * On success *out is the state as compact JSON text, NUL-terminated, to
  * release with evs_state_free(); *version (may be NULL) is the version of
@@ -350,8 +352,9 @@ EVS_EXTERN void evs_state_free(char *json);
 /*
  * Applies the RFC 7386 merge patch `patch` (JSON text) to `target` (JSON
  * text, or NULL for none) and returns the result as compact JSON text in
- * *out (release with evs_state_free()). Errors: EVS_EINVAL (text that is
- * not JSON; evs_last_error() says where), EVS_ENOMEM.
+ * *out (release with evs_state_free()), with the JSON rules of
+ * evs_state_fold() (numbers kept as written). Errors: EVS_EINVAL (text that
+ * is not JSON; evs_last_error() says where), EVS_ENOMEM.
  */
 EVS_EXTERN int evs_json_merge_patch(char **out, const char *target,
                                     size_t target_len, const char *patch,

@@ -12,114 +12,104 @@
  *    stream unfoldable (RFC 7386 would let a non-object replace the whole
  *    state, which turns an aggregate into a scalar: almost always a bug in
  *    the writer, so it is reported instead).
+ * Documents are held in the model of projections/json.h: any RFC 8259 JSON
+ * folds, and every number keeps the text it was written with.
  */
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "projections/internal.h"
+#include "projections/json.h"
 #include "store/internal.h"
 
 /* ---- RFC 7386 -------------------------------------------------------------
  */
 
-/*
- * MergePatch(target, patch): consumes the reference `target` (may be NULL),
- * borrows `patch`, returns a new reference (NULL when out of memory).
- */
-static json_t *evs__merge(json_t *target, json_t *patch) {
-  if (!json_is_object(patch)) {
-    json_decref(target);
-    return json_deep_copy(patch);
-  }
-  if (!json_is_object(target)) {
-    json_decref(target);
-    target = json_object();
-    if (target == NULL)
-      return NULL;
-  }
-  const char *k;
-  size_t klen;
-  json_t *v;
-  json_object_keylen_foreach(patch, k, klen, v) {
-    if (json_is_null(v)) {
-      json_object_deln(target, k, klen);
-      continue;
-    }
-    json_t *cur = json_object_getn(target, k, klen);
-    json_incref(cur);
-    json_t *m = evs__merge(cur, v);
-    if (m == NULL || json_object_setn_new(target, k, klen, m) != 0) {
-      json_decref(target);
-      return NULL;
+/* "<what> is not JSON: <why> (line L, column C)" in buf, for err about
+ * text[0..len); the line and column (1-based) count bytes. */
+static void evs__json_describe(char *buf, size_t n, const char *what,
+                               const void *text, size_t len,
+                               const evs__json_error *err) {
+  const char *t = text;
+  unsigned long line = 1, column = 1;
+  for (size_t i = 0; i < err->offset && i < len; i++) {
+    if (t[i] == '\n') {
+      line++;
+      column = 1;
+    } else {
+      column++;
     }
   }
-  return target;
+  snprintf(buf, n, "%s is not JSON: %s (line %lu, column %lu)", what, err->msg,
+           line, column);
 }
 
-/* Compact JSON text in a malloc'd buffer (not jansson's allocator). */
-static int evs__dump(const json_t *j, char **out) {
-  size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
-  size_t n = json_dumpb(j, NULL, 0, flags);
-  char *buf = malloc(n + 1);
-  if (buf == NULL)
-    return evs__err(EVS_ENOMEM, "out of memory");
-  if (n && json_dumpb(j, buf, n, flags) != n) {
-    free(buf);
-    return evs__err(EVS_ENOMEM, "encoding JSON failed");
-  }
-  buf[n] = '\0';
-  *out = buf;
-  return 0;
-}
-
-static const char *evs__json_type(const json_t *j) {
-  switch (json_typeof(j)) {
-  case JSON_OBJECT:
+static const char *evs__json_type_name(const evs__json *j) {
+  switch (evs__json_typeof(j)) {
+  case EVS__JSON_OBJECT:
     return "an object";
-  case JSON_ARRAY:
+  case EVS__JSON_ARRAY:
     return "an array";
-  case JSON_STRING:
+  case EVS__JSON_STRING:
     return "a string";
-  case JSON_INTEGER:
-  case JSON_REAL:
+  case EVS__JSON_NUMBER:
     return "a number";
-  case JSON_TRUE:
-  case JSON_FALSE:
+  case EVS__JSON_TRUE:
+  case EVS__JSON_FALSE:
     return "a boolean";
   default:
     return "null";
   }
 }
 
+/* Parses `what` (a target, a patch) for evs_json_merge_patch(): 0,
+ * EVS_EINVAL with the detail set, or EVS_ENOMEM. */
+static int evs__json_load(evs__json **out, const char *what, const void *text,
+                          size_t len) {
+  evs__json_error err;
+  int rc = evs__json_parse(out, text, len, EVS__JSON_MAX_DEPTH, &err);
+  if (rc == EVS_EINVAL) {
+    char msg[200];
+    evs__json_describe(msg, sizeof msg, what, text, len, &err);
+    return evs__err(EVS_EINVAL, "%s", msg);
+  }
+  if (rc)
+    return evs__err(EVS_ENOMEM, "out of memory");
+  return 0;
+}
+
 /*
- * Applies one event to *state. Returns 0, 1 when the event makes the stream
- * unfoldable (reason in `reason`), or EVS_ENOMEM.
+ * Applies one event to *state (which it may replace). Returns 0, 1 when the
+ * event makes the stream unfoldable (reason in `reason`), or EVS_ENOMEM
+ * (*state freed and NULL).
  */
-static int evs__fold_event(json_t **state, const evs_event *ev, char *reason,
+static int evs__fold_event(evs__json **state, const evs_event *ev, char *reason,
                            size_t rlen) {
   if (ev->data.len == 0)
     return 0;
-  json_error_t err;
-  json_t *patch =
-      json_loadb(ev->data.data, ev->data.len, JSON_DECODE_ANY, &err);
-  if (patch == NULL) {
-    snprintf(reason, rlen, "data is not JSON: %s (line %d, column %d)",
-             err.text, err.line, err.column);
+  evs__json *patch;
+  evs__json_error err;
+  int rc = evs__json_parse(&patch, ev->data.data, ev->data.len,
+                           EVS__JSON_MAX_DEPTH, &err);
+  if (rc == EVS_EINVAL) {
+    evs__json_describe(reason, rlen, "data", ev->data.data, ev->data.len, &err);
     return 1;
   }
-  if (!json_is_object(patch)) {
+  if (rc) {
+    evs__json_free(*state);
+    *state = NULL;
+    return evs__err(EVS_ENOMEM, "out of memory");
+  }
+  if (evs__json_typeof(patch) != EVS__JSON_OBJECT) {
     snprintf(reason, rlen, "data is %s, not a JSON object",
-             evs__json_type(patch));
-    json_decref(patch);
+             evs__json_type_name(patch));
+    evs__json_free(patch);
     return 1;
   }
-  json_t *next = evs__merge(*state, patch);
-  json_decref(patch);
-  *state = next;
-  return next ? 0 : evs__err(EVS_ENOMEM, "out of memory");
+  *state = evs__json_merge(*state, patch);
+  return *state ? 0 : evs__err(EVS_ENOMEM, "out of memory");
 }
 
 int evs_json_merge_patch(char **out, const char *target, size_t target_len,
@@ -128,29 +118,22 @@ int evs_json_merge_patch(char **out, const char *target, size_t target_len,
   if (out == NULL || patch == NULL)
     return evs__err(EVS_EINVAL, "NULL output or patch");
   *out = NULL;
-  json_error_t err;
-  json_t *t = NULL;
-  if (target) {
-    t = json_loadb(target, target_len, JSON_DECODE_ANY, &err);
-    if (t == NULL)
-      return evs__err(EVS_EINVAL,
-                      "target is not JSON: %s (line %d, column "
-                      "%d)",
-                      err.text, err.line, err.column);
+  evs__json *t = NULL, *p = NULL;
+  int rc = 0;
+  if (target)
+    rc = evs__json_load(&t, "target", target, target_len);
+  if (rc == 0)
+    rc = evs__json_load(&p, "patch", patch, patch_len);
+  if (rc) {
+    evs__json_free(t);
+    return rc;
   }
-  json_t *p = json_loadb(patch, patch_len, JSON_DECODE_ANY, &err);
-  if (p == NULL) {
-    json_decref(t);
-    return evs__err(EVS_EINVAL, "patch is not JSON: %s (line %d, column %d)",
-                    err.text, err.line, err.column);
-  }
-  json_t *r = evs__merge(t, p);
-  json_decref(p);
+  evs__json *r = evs__json_merge(t, p);
   if (r == NULL)
     return evs__err(EVS_ENOMEM, "out of memory");
-  int rc = evs__dump(r, out);
-  json_decref(r);
-  return rc;
+  rc = evs__json_dump(out, NULL, r);
+  evs__json_free(r);
+  return rc ? evs__err(rc, "out of memory") : 0;
 }
 
 void evs_state_free(char *json) {
@@ -176,7 +159,7 @@ int evs_state_fold(char **out, int64_t *version, evs_store *store,
   int rc = evs_read_stream(&it, store, stream, &ro);
   if (rc)
     return rc;
-  json_t *state = json_object();
+  evs__json *state = evs__json_object();
   if (state == NULL) {
     evs_iter_free(it);
     return evs__err(EVS_ENOMEM, "out of memory");
@@ -198,9 +181,9 @@ int evs_state_fold(char **out, int64_t *version, evs_store *store,
     last = ev->version;
   }
   evs_iter_free(it);
-  if (rc == 0)
-    rc = evs__dump(state, out);
-  json_decref(state);
+  if (rc == 0 && evs__json_dump(out, NULL, state))
+    rc = evs__err(EVS_ENOMEM, "out of memory");
+  evs__json_free(state);
   if (rc == 0 && version)
     *version = last;
   return rc;
@@ -209,6 +192,25 @@ int evs_state_fold(char **out, int64_t *version, evs_store *store,
 /* ---- "stream-state" --------------------------------------------------------
  */
 
+/* Marks the view value `env` unfoldable at `ev`: 0 or EVS_ENOMEM. */
+static int evs__mark_unfoldable(evs__json *env, const evs_event *ev,
+                                const char *reason) {
+  evs__json *u = evs__json_object();
+  if (u == NULL)
+    return evs__err(EVS_ENOMEM, "out of memory");
+  if (evs__json_object_set(u, "version", 7, evs__json_int(ev->version)) ||
+      evs__json_object_set(u, "position", 8, evs__json_uint(ev->position)) ||
+      evs__json_object_set(u, "reason", 6,
+                           evs__json_string(reason, strlen(reason)))) {
+    evs__json_free(u);
+    return evs__err(EVS_ENOMEM, "out of memory");
+  }
+  if (evs__json_object_set(env, "unfoldable", 10, u) ||
+      evs__json_object_set(env, "state", 5, evs__json_null()))
+    return evs__err(EVS_ENOMEM, "out of memory");
+  return 0;
+}
+
 static int evs__stream_state(evs_view_txn *txn, const evs_event *ev,
                              void *payload) {
   (void)payload;
@@ -216,59 +218,59 @@ static int evs__stream_state(evs_view_txn *txn, const evs_event *ev,
   int rc = evs_view_get(txn, ev->stream.data, ev->stream.len, &cur);
   if (rc && rc != EVS_ENOTFOUND)
     return rc;
-  json_t *env = NULL;
+  evs__json *env = NULL;
   if (rc == 0) {
-    json_error_t err;
-    env = json_loadb(cur.data, cur.len, 0, &err);
-    if (env == NULL || !json_is_object(env)) {
-      json_decref(env);
+    /* One level more than event data: the state sits inside. */
+    rc =
+        evs__json_parse(&env, cur.data, cur.len, EVS__JSON_MAX_DEPTH + 1, NULL);
+    if (rc == EVS_ENOMEM)
+      return evs__err(EVS_ENOMEM, "out of memory");
+    if (rc || evs__json_typeof(env) != EVS__JSON_OBJECT) {
+      evs__json_free(env);
       return evs__err(EVS_ECORRUPT,
                       "stream-state: the view value of '%.*s' "
                       "is not a JSON object",
                       (int)ev->stream.len, (const char *)ev->stream.data);
     }
   } else {
-    env = json_object();
+    env = evs__json_object();
     if (env == NULL)
       return evs__err(EVS_ENOMEM, "out of memory");
   }
   rc = 0;
-  if (json_object_get(env, "unfoldable") == NULL) {
-    json_t *state = json_object_get(env, "state");
-    if (!json_is_object(state))
-      state = json_object();
-    else
-      json_incref(state);
+  if (evs__json_object_get(env, "unfoldable", 10) == NULL) {
+    /* Taken out, folded, and put back in its place. */
+    evs__json *state = evs__json_object_take(env, "state", 5);
+    if (state == NULL || evs__json_typeof(state) != EVS__JSON_OBJECT) {
+      evs__json_free(state);
+      state = evs__json_object();
+    }
     char reason[200];
     int fr = state ? evs__fold_event(&state, ev, reason, sizeof reason)
                    : evs__err(EVS_ENOMEM, "out of memory");
     if (fr == 1) {
-      json_decref(state);
-      json_t *u =
-          json_pack("{s:I,s:I,s:s}", "version", (json_int_t)ev->version,
-                    "position", (json_int_t)ev->position, "reason", reason);
-      if (u == NULL || json_object_set_new(env, "unfoldable", u) ||
-          json_object_set_new(env, "state", json_null()))
-        rc = evs__err(EVS_ENOMEM, "out of memory");
+      evs__json_free(state);
+      rc = evs__mark_unfoldable(env, ev, reason);
     } else if (fr < 0) {
-      json_decref(state);
+      evs__json_free(state);
       rc = fr;
-    } else if (json_object_set_new(env, "state", state)) {
+    } else if (evs__json_object_set(env, "state", 5, state)) {
       rc = evs__err(EVS_ENOMEM, "out of memory");
     }
   }
   if (rc == 0 &&
-      (json_object_set_new(env, "version", json_integer(ev->version)) ||
-       json_object_set_new(env, "position",
-                           json_integer((json_int_t)ev->position)) ||
-       json_object_set_new(env, "timestamp", json_integer(ev->timestamp_ns))))
+      (evs__json_object_set(env, "version", 7, evs__json_int(ev->version)) ||
+       evs__json_object_set(env, "position", 8, evs__json_uint(ev->position)) ||
+       evs__json_object_set(env, "timestamp", 9,
+                            evs__json_int(ev->timestamp_ns))))
     rc = evs__err(EVS_ENOMEM, "out of memory");
   char *text = NULL;
+  size_t len = 0;
+  if (rc == 0 && evs__json_dump(&text, &len, env))
+    rc = evs__err(EVS_ENOMEM, "out of memory");
+  evs__json_free(env);
   if (rc == 0)
-    rc = evs__dump(env, &text);
-  json_decref(env);
-  if (rc == 0)
-    rc = evs_view_put(txn, ev->stream.data, ev->stream.len, text, strlen(text));
+    rc = evs_view_put(txn, ev->stream.data, ev->stream.len, text, len);
   free(text);
   return rc;
 }

@@ -295,6 +295,49 @@ Test(cli_read, state_folds_merge_patches) {
   cu_result_free(&r);
 }
 
+Test(cli_read, state_keeps_numbers_as_written) {
+  /* Beyond 64 bits, trailing zeros, exponents and -0 print as written,
+   * nested ones too after later patches; a null still deletes. */
+  json_decref(ct_append("num-1", "T",
+                        "{\"big\":123456789012345678901234567890,"
+                        "\"f\":0.10,\"e\":1E+2,\"z\":-0,"
+                        "\"n\":{\"x\":1,\"s\":\"a\\u0000\\u001f\\u007f\"}}"));
+  cu_result r = ct_run("append", "num-1", "--type", "T", "--data",
+                       "{\"n\":{\"x\":null,"
+                       "\"b\":-98765432109876543210987654321.0e-5},"
+                       "\"z\":null}",
+                       NULL);
+  ct_assert_status(r, 0);
+  cu_result_free(&r);
+  r = ct_run("state", "num-1", NULL);
+  ct_assert_status(r, 0);
+  cr_assert_str_eq(r.out, "{\"big\":123456789012345678901234567890,"
+                          "\"f\":0.10,\"e\":1E+2,"
+                          "\"n\":{\"s\":\"a\\u0000\\u001f\\u007f\","
+                          "\"b\":-98765432109876543210987654321.0e-5}}\n");
+  cu_result_free(&r);
+  /* The indented form (what a terminal gets), with the library's string
+   * escapes as before. */
+  r = ct_run("state", "num-1", "--table", NULL);
+  ct_assert_status(r, 0);
+  cr_assert_str_eq(r.out, "{\n"
+                          "  \"big\": 123456789012345678901234567890,\n"
+                          "  \"f\": 0.10,\n"
+                          "  \"e\": 1E+2,\n"
+                          "  \"n\": {\n"
+                          "    \"s\": \"a\\u0000\\u001F\x7f\",\n"
+                          "    \"b\": -98765432109876543210987654321.0e-5\n"
+                          "  }\n"
+                          "}\n");
+  cu_result_free(&r);
+  /* Empty objects and arrays stay on their line. */
+  json_decref(ct_append("num-2", "T", "{\"z\":-0,\"a\":[],\"o\":{}}"));
+  r = ct_run("state", "num-2", "--table", NULL);
+  ct_assert_status(r, 0);
+  cr_assert_str_eq(r.out, "{\n  \"z\": -0,\n  \"a\": [],\n  \"o\": {}\n}\n");
+  cu_result_free(&r);
+}
+
 Test(cli_read, state_needs_json_data) {
   const char *in = "{\"type\":\"Bin\",\"data\":{\"$base64\":\"AAEC\"}}\n";
   cu_result r =

@@ -212,6 +212,76 @@ static void tsmeta_case(const char *md, size_t md_len) {
   cli_buf_free(&scratch);
 }
 
+/* The layouts of `state`: what jansson made of the fold's text before,
+ * for documents whose numbers it wrote back as they were. */
+Test(cli_buf, json_text_lays_out_as_jansson_did) {
+  const char *docs[] = {
+    "{}",
+    "[]",
+    "1",
+    "\"s\"",
+    "null",
+    "{\"a\":1,\"b\":[1,2,{\"c\":[]}],\"d\":{}}",
+    "[[[]],{},[{}],\"x\\\"\\\\\\u001f/\"]",
+    "{\"s\":\"\\u00e9\\t\\n\\u0001\\u007f\\b\\f\\r\",\"t\":true,"
+    "\"f\":false,\"n\":null,\"k\\u0007\":\"\xe2\x82\xac\"}",
+    "{\"deep\":{\"a\":{\"b\":{\"c\":[1,[2,[3]]]}}}}",
+    "[-5,0,9223372036854775807,-9223372036854775808]",
+  };
+  for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+    json_t *v = json_loads(docs[i], JSON_DECODE_ANY, NULL);
+    cr_assert_not_null(v, "%s", docs[i]);
+    /* The library's compact text, then the two former layouts. */
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *indented = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY |
+                                       JSON_REAL_PRECISION(16));
+    cli_buf compact = CLI_BUF_INIT, got = CLI_BUF_INIT;
+    cli_buf_json_value(&compact, v);
+    cli_buf_json_text(&got, text, strlen(text), 2);
+    cr_assert_str_eq(cli_buf_cstr(&got), indented, "%s", docs[i]);
+    got.len = 0;
+    cli_buf_json_text(&got, text, strlen(text), 0);
+    cr_assert_str_eq(cli_buf_cstr(&got), cli_buf_cstr(&compact), "%s", docs[i]);
+    cli_buf_free(&got);
+    cli_buf_free(&compact);
+    free(indented);
+    free(text);
+    json_decref(v);
+  }
+}
+
+Test(cli_buf, json_text_keeps_numbers_as_written) {
+  const char *in = " [ 123456789012345678901234567890 , 0.10,1E+2,\n-0 ,"
+                   "{ \"x\" : -1.0e-400 } ] ";
+  cli_buf b = CLI_BUF_INIT;
+  cli_buf_json_text(&b, in, strlen(in), 0);
+  cr_assert_str_eq(cli_buf_cstr(&b), "[123456789012345678901234567890,0.10,"
+                                     "1E+2,-0,{\"x\":-1.0e-400}]");
+  b.len = 0;
+  cli_buf_json_text(&b, in, strlen(in), 2);
+  cr_assert_str_eq(cli_buf_cstr(&b), "[\n"
+                                     "  123456789012345678901234567890,\n"
+                                     "  0.10,\n"
+                                     "  1E+2,\n"
+                                     "  -0,\n"
+                                     "  {\n"
+                                     "    \"x\": -1.0e-400\n"
+                                     "  }\n"
+                                     "]");
+  cli_buf_free(&b);
+}
+
+Test(cli_json, depth_limit_of_choice) {
+  char deep[2 * 600];
+  for (int i = 0; i < 600; i++) {
+    deep[i] = '[';
+    deep[600 + i] = ']';
+  }
+  cr_assert_neq(cli_json_check(NULL, deep, sizeof deep, NULL), 0);
+  cr_assert_eq(cli_json_check_depth(NULL, deep, sizeof deep, 600, NULL), 0);
+  cr_assert_neq(cli_json_check_depth(NULL, deep, sizeof deep, 599, NULL), 0);
+}
+
 Test(cli_tsmeta, wrap_unwrap_round_trip) {
   tsmeta_case("", 0);
   tsmeta_case("{\"user\":\"bob\"}", 14);

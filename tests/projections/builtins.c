@@ -233,6 +233,360 @@ Test(proj_builtin, fold_of_unfoldable_stream_fails_with_the_reason) {
   evs_state_free(s);
 }
 
+/* ---- numbers and the JSON the fold accepts ------------------------------ */
+
+static uint64_t add_evn(const char *stream, const void *data, size_t len) {
+  evs_event_data ev;
+  tu_event(&ev, "Changed", data, len);
+  evs_append_result r;
+  int rc = evs_append(st, stream, EVS_EXPECT_ANY, &ev, 1, &r);
+  cr_assert_eq(rc, 0, "%s", evs_last_error());
+  return r.last_position;
+}
+
+static char *fold_now(const char *stream) {
+  char *s = NULL;
+  int rc = evs_state_fold(&s, NULL, st, stream, 0, 0);
+  cr_assert_eq(rc, 0, "%s: %s", stream, evs_last_error());
+  return s;
+}
+
+/* The view value the fold writes after `stream`'s event `version`. */
+static char *view_value(const char *stream, const char *state, int version,
+                        uint64_t position) {
+  tu_evlist l = tu_stream(st, stream, NULL);
+  cr_assert_gt(l.n, (size_t)version);
+  size_t n = strlen(state) + 200;
+  char *want = malloc(n);
+  snprintf(want, n,
+           "{\"state\":%s,\"version\":%d,\"position\":%llu,"
+           "\"timestamp\":%lld}",
+           state, version, (unsigned long long)position,
+           (long long)l.ev[version].timestamp_ns);
+  tu_evlist_free(&l);
+  return want;
+}
+
+Test(proj_builtin, numbers_keep_their_spelling) {
+  uint64_t p0 = add_ev("num-1", "{\"big\":123456789012345678901234567890,"
+                                "\"f\":0.10,\"e\":1E+2,\"z\":-0,"
+                                "\"n\":{\"tiny\":-1.5e-99999,\"k\":1}}");
+  uint64_t p1 = add_ev("num-1", "{\"n\":{\"k\":null,"
+                                "\"u\":18446744073709551616},"
+                                "\"z\":null,\"w\":[1.0,2E-0,-0.0]}");
+  run_builtins();
+  const char *want = "{\"big\":123456789012345678901234567890,\"f\":0.10,"
+                     "\"e\":1E+2,\"n\":{\"tiny\":-1.5e-99999,"
+                     "\"u\":18446744073709551616},\"w\":[1.0,2E-0,-0.0]}";
+  char *got = fold_now("num-1");
+  cr_assert_str_eq(got, want);
+  evs_state_free(got);
+  char *view = pu_view_get(vw, "stream-state", "num-1");
+  char *expect = view_value("num-1", want, 1, p1);
+  cr_assert_str_eq(view, expect);
+  free(expect);
+  free(view);
+  /* As of the first event, -0 and the nested member were there. */
+  cr_assert_eq(evs_state_fold(&got, NULL, st, "num-1", p0, 0), 0);
+  cr_assert_str_eq(got, "{\"big\":123456789012345678901234567890,"
+                        "\"f\":0.10,\"e\":1E+2,\"z\":-0,"
+                        "\"n\":{\"tiny\":-1.5e-99999,\"k\":1}}");
+  evs_state_free(got);
+  /* Merge patch alone, target and patch alike. */
+  const char *t = "{\"a\":123456789012345678901234567890,\"b\":{\"c\":1e-0}}";
+  const char *p = "{\"b\":{\"d\":-0,\"c\":null},\"e\":0.10}";
+  cr_assert_eq(evs_json_merge_patch(&got, t, strlen(t), p, strlen(p)), 0);
+  cr_assert_str_eq(got, "{\"a\":123456789012345678901234567890,"
+                        "\"b\":{\"d\":-0},\"e\":0.10}");
+  evs_state_free(got);
+  cr_assert_eq(evs_json_merge_patch(&got, NULL, 0, "1E+2", 4), 0);
+  cr_assert_str_eq(got, "1E+2");
+  evs_state_free(got);
+}
+
+/* RFC 7386 with jansson, as the fold did it before. */
+static json_t *jansson_merge(json_t *target, json_t *patch) {
+  if (!json_is_object(patch)) {
+    json_decref(target);
+    return json_deep_copy(patch);
+  }
+  if (!json_is_object(target)) {
+    json_decref(target);
+    target = json_object();
+  }
+  const char *k;
+  size_t klen;
+  json_t *v;
+  json_object_keylen_foreach(patch, k, klen, v) {
+    if (json_is_null(v)) {
+      json_object_deln(target, k, klen);
+      continue;
+    }
+    json_t *cur = json_object_getn(target, k, klen);
+    json_incref(cur);
+    cr_assert_eq(json_object_setn_new(target, k, klen, jansson_merge(cur, v)),
+                 0);
+  }
+  return target;
+}
+
+static char *many_keys(int from, int to, int step, const char *value) {
+  size_t n = 32 + (size_t)(to - from) * 32;
+  char *s = malloc(n);
+  size_t k = (size_t)snprintf(s, n, "{");
+  for (int i = from; i < to; i += step)
+    k += (size_t)snprintf(s + k, n - k, "%s\"key-%d\":%s", k > 1 ? "," : "", i,
+                          value);
+  snprintf(s + k, n - k, "}");
+  return s;
+}
+
+Test(proj_builtin, documents_fold_byte_for_byte_as_before) {
+  /* Everything but numbers that jansson would have written another way:
+   * key order, duplicate names, deletions and re-additions, escapes,
+   * non-ASCII text, integers, reals jansson writes back the same. */
+  char *big = many_keys(0, 60, 1, "1");
+  char *del = many_keys(0, 60, 3, "null");
+  char *readd = many_keys(0, 60, 6, "[2]");
+  const char *docs[] = {
+    "{\"b\":1,\"a\":2,\"c\":{\"z\":1,\"y\":[1,{\"x\":null}]}}",
+    "{\"a\":null,\"d\":\"\\u0001\\u001f\\b\\f\\n\\r\\t\\\"\\\\\\/\\u007f\"}",
+    "{\"c\":{\"y\":null,\"w\":{}},\"a\":\"re-added last\"}",
+    "{\"\\u00e9\\ud83d\\ude00\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\","
+    "\"\\u2028\":\"\\u2029\"}",
+    "{\"dup\":1,\"e\":2,\"dup\":{\"in\":[true,false,null]}}",
+    "{\"n\":[0,-1,9223372036854775807,-9223372036854775808,1.5,-0.25,"
+    "100.0]}",
+    big,
+    del,
+    readd,
+    "{\"c\":[],\"e\":{},\"f\":\"\"}",
+  };
+  size_t ndocs = sizeof docs / sizeof docs[0];
+  uint64_t last = 0;
+  for (size_t i = 0; i < ndocs; i++)
+    last = add_ev("plain-1", docs[i]);
+  run_builtins();
+
+  json_t *ref = json_object();
+  char *prev = strdup("{}");
+  for (size_t i = 0; i < ndocs; i++) {
+    json_t *patch = json_loads(docs[i], 0, NULL);
+    cr_assert_not_null(patch, "%s", docs[i]);
+    ref = jansson_merge(ref, patch);
+    json_decref(patch);
+    char *want = json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *got = NULL;
+    cr_assert_eq(evs_json_merge_patch(&got, prev, strlen(prev), docs[i],
+                                      strlen(docs[i])),
+                 0, "%s", evs_last_error());
+    cr_assert_str_eq(got, want, "after %s", docs[i]);
+    free(prev);
+    prev = got;
+    free(want);
+  }
+  char *want = json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY);
+  char *got = fold_now("plain-1");
+  cr_assert_str_eq(got, want);
+  evs_state_free(got);
+  char *view = pu_view_get(vw, "stream-state", "plain-1");
+  char *expect = view_value("plain-1", want, (int)ndocs - 1, last);
+  cr_assert_str_eq(view, expect);
+  free(expect);
+  free(view);
+  free(want);
+  free(prev);
+  json_decref(ref);
+  free(big);
+  free(del);
+  free(readd);
+}
+
+Test(proj_builtin, folds_json_that_jansson_refused) {
+  /* NUL characters in names and strings, numbers beyond a double. */
+  static const char nul[] = "{\"k\\u0000\":\"a\\u0000b\",\"x\":1E400}";
+  add_evn("nul-1", nul, sizeof nul - 1);
+  run_builtins();
+  char *got = fold_now("nul-1");
+  cr_assert_str_eq(got, "{\"k\\u0000\":\"a\\u0000b\",\"x\":1E400}");
+  evs_state_free(got);
+  char *view = pu_view_get(vw, "stream-state", "nul-1");
+  cr_assert_null(strstr(view, "unfoldable"), "%s", view);
+  free(view);
+}
+
+/* `depth` values nested: an object, then arrays inside. */
+static char *nested(size_t depth) {
+  char *s = malloc(2 * depth + 16);
+  size_t n = (size_t)sprintf(s, "{\"a\":");
+  for (size_t i = 1; i < depth; i++)
+    s[n++] = '[';
+  for (size_t i = 1; i < depth; i++)
+    s[n++] = ']';
+  s[n++] = '}';
+  s[n] = '\0';
+  return s;
+}
+
+static void assert_unfoldable(const char *stream, const char *reason) {
+  json_t *e = state_entry(stream);
+  json_t *unf = json_object_get(e, "unfoldable");
+  cr_assert_not_null(unf, "%s is foldable", stream);
+  const char *r = json_string_value(json_object_get(unf, "reason"));
+  cr_assert(tu_contains_ci(r, reason), "%s: %s", stream, r);
+  cr_assert(json_is_null(json_object_get(e, "state")));
+  json_decref(e);
+  char *s = NULL;
+  cr_assert_eq(evs_state_fold(&s, NULL, st, stream, 0, 0), EVS_EINVAL);
+  cr_assert_null(s);
+  cr_assert(tu_contains_ci(evs_last_error(), reason), "%s", evs_last_error());
+}
+
+Test(proj_builtin, nesting_limit_and_malformed_data) {
+  /* 2048 levels fold (jansson's limit, kept), and the view, one level
+   * deeper, still reads back on the next event; 2049 do not. */
+  char *ok = nested(2048), *deep = nested(2049);
+  add_ev("deep-1", ok);
+  add_ev("deep-1", "{\"b\":1}");
+  add_ev("deep-2", deep);
+  /* Far deeper: refused at the limit, the stack never grows past it. */
+  size_t huge = 1000000;
+  char *wall = malloc(huge + 8);
+  memcpy(wall, "{\"a\":", 5);
+  memset(wall + 5, '[', huge);
+  add_evn("deep-3", wall, huge + 5);
+  free(wall);
+  /* Not RFC 8259 JSON, as the append validator refuses it too. */
+  static const char *const bad[] = {
+    "{\"a\":1} x",
+    "{\"a\":01}",
+    "{\"a\":+1}",
+    "{\"a\":1.}",
+    "{\"a\":.5}",
+    "{\"a\":1e}",
+    "{\"a\":NaN}",
+    "{\"a\":Infinity}",
+    "{\"a\":0x10}",
+    "{\"a\":tru}",
+    "{'a':1}",
+    "{a:1}",
+    "{\"a\":1,}",
+    "{\"a\" 1}",
+    "{\"a\":[1,]}",
+    "{\"a\":[1 2]}",
+    "{\"a\":\"\\x\"}",
+    "{\"a\":\"\\u12\"}",
+    "{\"a\":\"\\ud800\"}",
+    "{\"a\":\"\\udc00\"}",
+    "{\"a\":\"\\ud800\\u0041\"}",
+    "{\"a\":\"\t\"}",
+    "{\"a\":\"\xc0\xaf\"}",
+    "{\"a\":\"\xed\xa0\x80\"}",
+    "{\"a\":\"\xf4\x90\x80\x80\"}",
+    "{\"a\":\"\xff\"}",
+    "{\"a\":\"b",
+    "\xef\xbb\xbf{}",
+    "{} {}",
+    "{",
+    "}",
+    " ",
+    "{\"a\":1}\n}",
+  };
+  size_t nbad = sizeof bad / sizeof bad[0];
+  char name[32];
+  for (size_t i = 0; i < nbad; i++) {
+    snprintf(name, sizeof name, "bad-%zu", i);
+    add_ev(name, bad[i]);
+  }
+  static const char nul_after[] = "{\"a\":1}\0";
+  add_evn("bad-nul", nul_after, sizeof nul_after - 1);
+  run_builtins();
+
+  char *got = fold_now("deep-1");
+  char *want = nested(2048);
+  want[strlen(want) - 1] = '\0';
+  size_t n = strlen(want) + 16;
+  want = realloc(want, n);
+  strcat(want, ",\"b\":1}");
+  cr_assert_str_eq(got, want);
+  free(want);
+  evs_state_free(got);
+  /* (Too deep for jansson, which test helpers read views with.) */
+  char *view = pu_view_get(vw, "stream-state", "deep-1");
+  cr_assert_null(strstr(view, "unfoldable"));
+  cr_assert_not_null(strstr(view, "]],\"b\":1},\"version\":1,"));
+  free(view);
+
+  assert_unfoldable("deep-2", "nested too deeply");
+  assert_unfoldable("deep-3", "nested too deeply");
+  for (size_t i = 0; i < nbad; i++) {
+    snprintf(name, sizeof name, "bad-%zu", i);
+    assert_unfoldable(name, "not JSON");
+  }
+  assert_unfoldable("bad-nul", "not JSON");
+  /* And a scalar or an array is still no patch for a stream's state. */
+  free(ok);
+  free(deep);
+}
+
+Test(proj_builtin, fold_accepts_what_the_append_validator_accepts) {
+  /* The CLI's own list (tests/cli/units.c), any value at the top. */
+  static const char *const ok[] = {
+    "0",
+    "-0",
+    "1.5",
+    "-1.5e10",
+    "1E+2",
+    "1e-2",
+    "12345678901234567890123",
+    "\"\"",
+    "\"a\\u00e9\\ud83d\\ude00\\n\\\"\\\\\\/\"",
+    "true",
+    "false",
+    "null",
+    "[]",
+    "{}",
+    " [1, 2 ,3 ] ",
+    "{\"a\":{\"b\":[null]}}",
+    "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"",
+    "\n{\r\n\"a\" : 1\t}\n",
+  };
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    char *out = NULL;
+    cr_assert_eq(evs_json_merge_patch(&out, NULL, 0, ok[i], strlen(ok[i])), 0,
+                 "%s: %s", ok[i], evs_last_error());
+    evs_state_free(out);
+  }
+  char *out = NULL;
+  cr_assert_eq(evs_json_merge_patch(&out, "{\"a\":01}", 8, "{}", 2),
+               EVS_EINVAL);
+  cr_assert(tu_contains_ci(evs_last_error(), "target is not JSON"), "%s",
+            evs_last_error());
+  cr_assert_eq(evs_json_merge_patch(&out, "{}", 2, "{\"a\":\n1,}", 9),
+               EVS_EINVAL);
+  cr_assert(tu_contains_ci(evs_last_error(), "patch is not JSON"), "%s",
+            evs_last_error());
+  cr_assert(tu_contains_ci(evs_last_error(), "line 2"), "%s", evs_last_error());
+  cr_assert_null(out);
+
+  /* Data that is JSON but no object makes a stream unfoldable, as before. */
+  static const char *const scalars[][2] = {
+    { "[1]", "an array" },   { "\"s\"", "a string" }, { "1E+2", "a number" },
+    { "true", "a boolean" }, { "null", "null, not" },
+  };
+  char name[32];
+  for (size_t i = 0; i < 5; i++) {
+    snprintf(name, sizeof name, "scalar-%zu", i);
+    add_ev(name, "{\"a\":1}");
+    add_ev(name, scalars[i][0]);
+  }
+  run_builtins();
+  for (size_t i = 0; i < 5; i++) {
+    snprintf(name, sizeof name, "scalar-%zu", i);
+    assert_unfoldable(name, scalars[i][1]);
+  }
+}
+
 Test(proj_builtin, counts_per_category_and_type) {
   for (int i = 0; i < 30; i++) {
     char stream[32];

@@ -240,6 +240,95 @@ void cli_buf_json_value(cli_buf *b, const json_t *v) {
   }
 }
 
+static void json_newline(cli_buf *b, int indent, size_t depth) {
+  size_t n = (size_t)indent * depth;
+  cli_buf_reserve(b, n + 1);
+  b->data[b->len++] = '\n';
+  memset(b->data + b->len, ' ', n);
+  b->len += n;
+}
+
+void cli_buf_json_text(cli_buf *b, const char *json, size_t len, int indent) {
+  size_t depth = 0;
+  size_t i = 0;
+  while (i < len) {
+    char c = json[i];
+    switch (c) {
+    case ' ':
+    case '\t':
+    case '\n':
+    case '\r':
+      i++;
+      break;
+    case '"': {
+      size_t j = i + 1;
+      while (j < len && json[j] != '"')
+        j += json[j] == '\\' ? 2 : 1;
+      j = j < len ? j + 1 : len;
+      if (indent) {
+        cli_buf_put(b, json + i, j - i);
+      } else {
+        cli_json_span lit = { json + i, j - i };
+        char *s = NULL;
+        size_t n = 0;
+        if (cli_json_string(&s, &n, lit) == 0)
+          cli_buf_json_str(b, s, n);
+        else /* only out of memory, for valid text */
+          oom();
+        free(s);
+      }
+      i = j;
+      break;
+    }
+    case '{':
+    case '[': {
+      char close = c == '{' ? '}' : ']';
+      size_t j = i + 1;
+      while (j < len && strchr(" \t\n\r", json[j]) && json[j] != '\0')
+        j++;
+      cli_buf_putc(b, c);
+      if (j < len && json[j] == close) {
+        cli_buf_putc(b, close);
+        i = j + 1;
+        break;
+      }
+      depth++;
+      if (indent)
+        json_newline(b, indent, depth);
+      i++;
+      break;
+    }
+    case '}':
+    case ']':
+      if (depth)
+        depth--;
+      if (indent)
+        json_newline(b, indent, depth);
+      cli_buf_putc(b, c);
+      i++;
+      break;
+    case ',':
+      cli_buf_putc(b, ',');
+      if (indent)
+        json_newline(b, indent, depth);
+      i++;
+      break;
+    case ':':
+      cli_buf_puts(b, indent ? ": " : ":");
+      i++;
+      break;
+    default: { /* a number or a literal, as written */
+      size_t j = i + 1;
+      while (j < len && json[j] != '\0' && !strchr(" \t\n\r,:]}", json[j]))
+        j++;
+      cli_buf_put(b, json + i, j - i);
+      i = j;
+      break;
+    }
+    }
+  }
+}
+
 void cli_buf_json_base64(cli_buf *b, const void *p, size_t n) {
   size_t elen = cli_base64_encoded_len(n);
   cli_buf_reserve(b, elen + 16);

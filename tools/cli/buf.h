@@ -42,6 +42,19 @@ void cli_buf_json_real(cli_buf *b, double v);
 /* Serializes a jansson value compactly (with shortest-exact reals). */
 void cli_buf_json_value(cli_buf *b, const json_t *v);
 
+/*
+ * Writes the JSON value json[0..len) again, keeping the text of every
+ * number and literal as it is (a number is never read into a double or an
+ * integer). The text must be valid JSON (cli_json_check_depth()).
+ *  - indent 0: compact, each string re-encoded by cli_buf_json_str(), as
+ *    cli_buf_json_value() writes values;
+ *  - indent N: one member or element per line, N spaces per level, ": "
+ *    after member names, {} and [] when empty, strings as they are: the
+ *    layout of jansson's JSON_INDENT(N).
+ * Does not recurse, whatever the nesting.
+ */
+void cli_buf_json_text(cli_buf *b, const char *json, size_t len, int indent);
+
 /* {"$base64":"..."} for p[0..n). */
 void cli_buf_json_base64(cli_buf *b, const void *p, size_t n);
 

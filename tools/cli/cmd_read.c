@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "json.h"
 
 /* Prints events up to a limit. */
 typedef struct printer {
@@ -222,6 +223,10 @@ const cli_command cli_cmd_read_all = {
 
 enum { S_AS_OF = 1 };
 
+/* Deeper than any state the library folds (event data nests at most 2048
+ * levels): the check that the state is JSON before laying it out. */
+#define CLI_STATE_MAX_DEPTH 4096
+
 static const cli_opt state_opts[] = {
     {"as-of", 1, S_AS_OF},
     {NULL, 0, 0},
@@ -261,22 +266,24 @@ static int run_state(cli_ctx *ctx, const cli_args *a) {
                       stream, ctx->be->ops->last_error(ctx->be));
   if (rc)
     return cli_fail(ctx, rc, "reading stream '%s'", stream);
-  /* Re-encode so that numbers read back exactly in their shortest form. */
-  json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
-  if (v == NULL) {
+  /* The fold's text laid out again, never parsed into numbers: each one
+   * prints as its event wrote it. Text that is not JSON (which the library
+   * never folds into) prints as it is. */
+  size_t len = strlen(text);
+  cli_json_info info;
+  if (cli_json_check_depth(&info, text, len, CLI_STATE_MAX_DEPTH, NULL)) {
     fputs(text, stdout);
     fputc('\n', stdout);
   } else if (ctx->json) {
-    cli_buf_json_value(&ctx->line, v);
+    cli_buf_json_text(&ctx->line, text + info.start, info.end - info.start, 0);
     cli_emit(ctx);
   } else {
-    char *s = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY |
-                                JSON_REAL_PRECISION(16));
-    if (s)
-      printf("%s\n", s);
-    free(s);
+    cli_buf out = CLI_BUF_INIT;
+    cli_buf_json_text(&out, text + info.start, info.end - info.start, 2);
+    cli_buf_putc(&out, '\n');
+    fwrite(out.data, 1, out.len, stdout);
+    cli_buf_free(&out);
   }
-  json_decref(v);
   free(text);
   return cli_finish_output(ctx);
 }
@@ -292,7 +299,7 @@ const cli_command cli_cmd_state = {
     "the state starts as {}, each event's data (a JSON object) is merged\n"
     "into it member by member (null removes a member, objects merge\n"
     "recursively); events with empty data change nothing. Prints the\n"
-    "result.\n"
+    "result, every number exactly as the events wrote it.\n"
     "\n"
     "Options:\n"
     "  --as-of TIME  the state as it was at TIME (RFC 3339 or @UNIXSECONDS)\n"

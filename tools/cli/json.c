@@ -8,7 +8,7 @@
 
 typedef struct scan {
   const unsigned char *p, *end, *base;
-  unsigned depth;
+  unsigned depth, max_depth;
   int has_space, has_newline;
   const char *err;
 } scan;
@@ -250,7 +250,7 @@ static int scan_value(scan *s, cli_json_kind *kind) {
   switch (*s->p) {
   case '{':
   case '[':
-    if (++s->depth > CLI_JSON_MAX_DEPTH)
+    if (++s->depth > s->max_depth)
       return fail(s, "nested too deeply");
     if (*s->p == '{') {
       *kind = CLI_JSON_OBJECT;
@@ -284,7 +284,13 @@ static int scan_value(scan *s, cli_json_kind *kind) {
 
 int cli_json_check(cli_json_info *info, const void *buf, size_t len,
                    const char **err) {
-  scan s = {buf, (const unsigned char *)buf + len, buf, 0, 0, 0, NULL};
+  return cli_json_check_depth(info, buf, len, CLI_JSON_MAX_DEPTH, err);
+}
+
+int cli_json_check_depth(cli_json_info *info, const void *buf, size_t len,
+                         unsigned max_depth, const char **err) {
+  scan s = {buf, (const unsigned char *)buf + len, buf, 0, max_depth, 0, 0,
+            NULL};
   cli_json_info dummy;
   if (info == NULL)
     info = &dummy;
@@ -360,7 +366,7 @@ int cli_json_members_next(cli_json_members *it, cli_json_span *key,
   if (it->done || it->p == NULL)
     return 0;
   scan s = {(const unsigned char *)it->p, (const unsigned char *)it->end,
-            (const unsigned char *)it->p, 1, 0, 0, NULL};
+            (const unsigned char *)it->p, 1, CLI_JSON_MAX_DEPTH, 0, 0, NULL};
   skip_ws(&s);
   if (it->started) {
     if (s.p >= s.end || *s.p != ',') {

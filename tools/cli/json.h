@@ -54,6 +54,14 @@ int cli_json_check(cli_json_info *info, const void *buf, size_t len,
                    const char **err);
 
 /*
+ * cli_json_check() with another nesting limit than CLI_JSON_MAX_DEPTH, for
+ * text that did not come from the user (a folded state). The scanner
+ * recurses: `max_depth` bounds the stack too.
+ */
+int cli_json_check_depth(cli_json_info *info, const void *buf, size_t len,
+                         unsigned max_depth, const char **err);
+
+/*
  * Copies valid JSON buf[0..len) to `out` (at least `len` bytes; may be
  * `buf` itself) without insignificant whitespace. Returns the length.
  */
