@@ -5,7 +5,8 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
 # SECONDS per target: the argument, else $EVS_FUZZ_SECONDS, else 30.
-# TARGETs: protocol record import json timeparse base64 (default: all).
+# TARGETs: protocol record import json fold timeparse base64 (default:
+# all).
 #
 # The build goes to $EVS_FUZZ_BUILD_DIR (default build-fuzz/): clang, every
 # library instrumented for coverage (-fsanitize=fuzzer-no-link) under
@@ -42,7 +43,7 @@ set -eu
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-all_targets="protocol record import json timeparse base64"
+all_targets="protocol record import json fold timeparse base64"
 msan_targets="protocol json timeparse base64"
 ctest_mode=0
 build_step=1
