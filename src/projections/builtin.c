@@ -211,6 +211,28 @@ static int evs__mark_unfoldable(evs__json *env, const evs_event *ev,
   return 0;
 }
 
+/* 1 when `ev` is the first event of a new life of its stream (the stream
+ * was soft-deleted, then appended to again: versions go on, and what came
+ * before is hidden, as evs_state_fold() and a rebuild see it). */
+static int evs__starts_new_life(evs_view_txn *txn, const evs_event *ev,
+                                int *out) {
+  *out = 0;
+  if (ev->version <= 0 || ev->stream.len > EVS_MAX_NAME_LEN)
+    return 0;
+  char name[EVS_MAX_NAME_LEN + 1];
+  memcpy(name, ev->stream.data, ev->stream.len);
+  name[ev->stream.len] = '\0';
+  evs_stream_info info;
+  int rc = evs_stream_info_get(evs__views_store(txn->v), name, &info);
+  if (rc == EVS_ENOSTREAM)
+    return 0;
+  if (rc)
+    return rc;
+  *out = info.start_version == ev->version;
+  evs_stream_info_clear(&info);
+  return 0;
+}
+
 static int evs__stream_state(evs_view_txn *txn, const evs_event *ev,
                              void *payload) {
   (void)payload;
@@ -218,6 +240,15 @@ static int evs__stream_state(evs_view_txn *txn, const evs_event *ev,
   int rc = evs_view_get(txn, ev->stream.data, ev->stream.len, &cur);
   if (rc && rc != EVS_ENOTFOUND)
     return rc;
+  if (rc == 0) {
+    /* The state of an earlier life is not carried into a new one. */
+    int fresh;
+    int lrc = evs__starts_new_life(txn, ev, &fresh);
+    if (lrc)
+      return lrc;
+    if (fresh)
+      rc = EVS_ENOTFOUND;
+  }
   evs__json *env = NULL;
   if (rc == 0) {
     /* One level more than event data: the state sits inside. */

@@ -267,6 +267,55 @@ static char *view_value(const char *stream, const char *state, int version,
   return want;
 }
 
+/* A soft delete then a new event: the stream starts a new life (its
+ * earlier events are hidden), and so does its state, in the view as in
+ * evs_state_fold() and after a rebuild. */
+Test(proj_builtin, stream_state_starts_over_with_a_new_life) {
+  add_ev("life-1", "{\"a\":1,\"b\":2}");
+  add_ev("other-1", "{\"x\":1}");
+  run_builtins();
+  json_t *j = state_entry("life-1");
+  json_t *want = json_loads("{\"a\":1,\"b\":2}", 0, NULL);
+  cr_assert(json_equal(json_object_get(j, "state"), want));
+  json_decref(want);
+  json_decref(j);
+  cr_assert_eq(evs_stream_delete(st, "life-1", EVS_EXPECT_ANY, 0), 0);
+  add_ev("life-1", "{\"c\":3}");
+  add_ev("life-1", "{\"d\":4}");
+  add_ev("other-1", "{\"y\":2}");
+  run_builtins();
+  want = json_loads("{\"c\":3,\"d\":4}", 0, NULL);
+  j = state_entry("life-1");
+  cr_assert(json_equal(json_object_get(j, "state"), want), "view: %s",
+            json_dumps(json_object_get(j, "state"), JSON_COMPACT));
+  cr_assert_eq(json_integer_value(json_object_get(j, "version")), 2);
+  json_decref(j);
+  char *folded = fold_now("life-1");
+  json_t *fj = json_loads(folded, 0, NULL);
+  cr_assert(json_equal(fj, want), "fold: %s", folded);
+  json_decref(fj);
+  free(folded);
+  /* Other streams keep their whole state. */
+  j = state_entry("other-1");
+  json_t *ow = json_loads("{\"x\":1,\"y\":2}", 0, NULL);
+  cr_assert(json_equal(json_object_get(j, "state"), ow));
+  json_decref(ow);
+  json_decref(j);
+  /* A rebuild gives the same. */
+  evs_runner *r = NULL;
+  cr_assert_eq(evs_runner_create(&r, vw, NULL), 0);
+  evs_projection p;
+  cr_assert_eq(evs_proj_builtin(&p, "stream-state"), 0);
+  cr_assert_eq(evs_runner_add(r, &p), 0);
+  cr_assert_eq(evs_runner_rebuild(r, "stream-state"), 0);
+  cr_assert_eq(evs_runner_catch_up(r), 0, "%s", evs_last_error());
+  evs_runner_free(r);
+  j = state_entry("life-1");
+  cr_assert(json_equal(json_object_get(j, "state"), want));
+  json_decref(j);
+  json_decref(want);
+}
+
 Test(proj_builtin, numbers_keep_their_spelling) {
   uint64_t p0 = add_ev("num-1", "{\"big\":123456789012345678901234567890,"
                                 "\"f\":0.10,\"e\":1E+2,\"z\":-0,"
