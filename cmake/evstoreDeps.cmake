@@ -1,6 +1,6 @@
 # Finds the libraries evstore links, as imported targets:
 #   PkgConfig::evs_lmdb, PkgConfig::evs_msgpack, PkgConfig::evs_zstd,
-#   PkgConfig::evs_xxhash, PkgConfig::evs_jansson and Threads::Threads.
+#   PkgConfig::evs_xxhash and Threads::Threads.
 #
 # Used twice: by evstore's own build, and by the installed evstoreConfig.cmake
 # (a static libevstore.a carries these as link dependencies of its
@@ -50,11 +50,10 @@ evs__find_pkg(evs_lmdb lmdb lmdb.h lmdb)
 evs__find_pkg(evs_msgpack msgpack msgpack.h msgpackc)
 evs__find_pkg(evs_zstd libzstd zstd.h zstd)
 evs__find_pkg(evs_xxhash libxxhash xxhash.h xxhash)
-evs__find_pkg(evs_jansson jansson jansson.h jansson)
 
 if(EVS_DEPS_REQUIRED AND NOT evstore_deps_FOUND)
   message(FATAL_ERROR
     "evstore: missing dependencies: ${evstore_deps_MISSING}\n"
     "On Debian, scripts/deps.sh installs them (liblmdb-dev libmsgpack-dev "
-    "libzstd-dev libxxhash-dev libjansson-dev pkg-config).")
+    "libzstd-dev libxxhash-dev pkg-config).")
 endif()

@@ -2,6 +2,9 @@
 # Installs the Debian packages evstore needs to build, test and benchmark,
 # if any is missing. Quiet and quick when everything is present; otherwise
 # runs apt-get update and apt-get install (through sudo when not root).
+# libjansson-dev is not for the library (which does not use jansson) but
+# for evstore-cli, the orders example, and the tests and fuzzers that
+# compare against jansson.
 set -eu
 
 packages="
