@@ -845,16 +845,26 @@ int evs_read_stream(evs_iter **out, evs_store *s, const char *stream,
   }
   it->hi_position = hi;
   if (hi) {
-    /* Did the stream exist as of hi? Its first entry must be <= hi. */
-    uint8_t kb[8];
+    /* Did the stream exist as of hi? Its first entry must be <= hi; for a
+     * stream recreated after a soft delete, the first entry of its current
+     * life (the earlier ones stay hidden, also from temporal reads). */
+    uint8_t kb[8], vb[16];
     evs__put_be64(kb, st.stream_id);
-    MDB_val k = { 8, kb }, v;
-    int mrc = mdb_cursor_get(it->cur, &k, &v, MDB_SET);
+    evs__put_be64(vb, (uint64_t)st.start_version);
+    evs__put_be64(vb + 8, 0);
+    MDB_val k = { 8, kb }, v = { 16, vb };
+    int mrc = st.start_version > 0
+                  ? mdb_cursor_get(it->cur, &k, &v, MDB_GET_BOTH_RANGE)
+                  : mdb_cursor_get(it->cur, &k, &v, MDB_SET);
     if (mrc == 0 && v.mv_size == 16 &&
         evs__get_be64((const uint8_t *)v.mv_data + 8) > hi) {
       evs_iter_free(it);
-      return evs__err(EVS_ENOSTREAM, "stream '%s' did not exist at that point",
-                      stream);
+      return evs__err(EVS_ENOSTREAM,
+                      "stream '%s' did not exist at that point%s", stream,
+                      st.start_version > 0
+                          ? " (it was deleted before, and the events of its "
+                            "earlier life stay hidden)"
+                          : "");
     }
   }
   if (o.direction == EVS_FORWARD) {

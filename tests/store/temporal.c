@@ -25,8 +25,8 @@ static void temporal_setup(void) {
   struct {
     const char *stream;
     size_t n;
-  } plan[] = {{"t-1", 2}, {"t-2", 1}, {"t-1", 1},
-              {"t-2", 1}, {"t-1", 1}, {"t-3", 1}};
+  } plan[] = { { "t-1", 2 }, { "t-2", 1 }, { "t-1", 1 },
+               { "t-2", 1 }, { "t-1", 1 }, { "t-3", 1 } };
   for (int i = 0; i < 6; i++) {
     if (i % 2 == 0)
       tu_sleep_ms(5);
@@ -100,7 +100,9 @@ Test(store_temporal, position_at_many_commits) {
   /* 200 more commits: position_at(ts of commit k) is commit k's last
    * position, for every k (a binary search over equal timestamps must
    * find the last one). */
-  enum { N = 200 };
+  enum {
+    N = 200
+  };
   evs_append_result r[N];
   for (int i = 0; i < N; i++)
     r[i] = tu_append_ok(tu_store, "many", EVS_EXPECT_ANY, 1 + i % 3, NULL);
@@ -129,7 +131,8 @@ Test(store_temporal, read_stream_as_of_position) {
   o.as_of_position = 5;
   l = tu_stream(tu_store, "t-1", &o);
   cr_assert_eq(l.n, 3);
-  cr_assert_eq(l.ev[0].version, 2, "backward as-of starts at the version "
+  cr_assert_eq(l.ev[0].version, 2,
+               "backward as-of starts at the version "
                "current then");
   tu_evlist_free(&l);
 }
@@ -162,6 +165,39 @@ Test(store_temporal, stream_created_after_as_of_is_enostream) {
   rc = tu_read_stream(tu_store, "t-3", &o, &l);
   cr_assert_eq(rc, EVS_ENOSTREAM, "%s", evs_err_name(rc));
   tu_evlist_free(&l);
+}
+
+/* A stream soft-deleted and recreated: as of a position before its new
+ * life it did not exist (its earlier events stay hidden, also from temporal
+ * reads), as a stream created later; the same for a still-deleted stream. */
+Test(store_temporal, recreated_stream_before_its_new_life_is_enostream) {
+  tu_append_ok(tu_store, "life-1", EVS_EXPECT_ANY, 2, NULL);
+  uint64_t before = tu_head(tu_store);
+  cr_assert_eq(evs_stream_delete(tu_store, "life-1", EVS_EXPECT_ANY, 0), 0);
+  evs_read_options o = EVS_READ_OPTIONS_INIT;
+  o.as_of_position = before;
+  tu_evlist l;
+  int rc = tu_read_stream(tu_store, "life-1", &o, &l);
+  cr_assert_eq(rc, EVS_ENOSTREAM, "deleted: %s", evs_err_name(rc));
+  tu_evlist_free(&l);
+  evs_append_result r =
+      tu_append_ok(tu_store, "life-1", EVS_EXPECT_ANY, 1, NULL);
+  cr_assert_eq(r.first_version, 2);
+  rc = tu_read_stream(tu_store, "life-1", &o, &l);
+  cr_assert_eq(rc, EVS_ENOSTREAM, "recreated, as of before: %s",
+               evs_err_name(rc));
+  cr_assert(strstr(evs_last_error(), "earlier life"), "%s", evs_last_error());
+  tu_evlist_free(&l);
+  o.as_of_position = r.first_position;
+  rc = tu_read_stream(tu_store, "life-1", &o, &l);
+  cr_assert_eq(rc, 0, "%s", evs_err_name(rc));
+  cr_assert_eq(l.n, 1);
+  cr_assert_eq(l.ev[0].version, 2);
+  tu_evlist_free(&l);
+  char *json = NULL;
+  rc = evs_state_fold(&json, NULL, tu_store, "life-1", before, 0);
+  cr_assert_eq(rc, EVS_ENOSTREAM, "fold as of before: %s", evs_err_name(rc));
+  free(json);
 }
 
 Test(store_temporal, read_all_between_times) {
