@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "evstore/errors.h"
+#include "store/internal.h"
 
 /* ---- nodes -----------------------------------------------------------------
  */
@@ -397,21 +398,11 @@ static void evs__jskip_ws(evs__jparse *s) {
     s->p++;
 }
 
-static int evs__jhex(unsigned char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* 4 hex digits at p (the caller checked that they are there), or -1. */
 static long evs__jhex4(const unsigned char *p) {
   long v = 0;
   for (int i = 0; i < 4; i++) {
-    int h = evs__jhex(p[i]);
+    int h = evs__hexval(p[i]);
     if (h < 0)
       return -1;
     v = v * 16 + h;

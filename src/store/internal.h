@@ -99,6 +99,8 @@ static inline int evs__an_lmdb_err(int rc) {
 /* 1 if [s, s+len) is well-formed UTF-8 (no overlongs, no surrogates). */
 int evs__utf8_valid(const void *s, size_t len);
 /* Checks a stream or type name. Returns 0 or EVS_EBADNAME/EVS_EINVAL. */
+/* The value of hex digit c (either case), or -1. */
+int evs__hexval(int c);
 int evs__check_name(const char *name, const char *what, size_t *len_out);
 /* evs__check_name for a stream, which may not start with '$' (reserved). */
 int evs__check_stream_name(const char *name, size_t *len_out);

@@ -32,7 +32,7 @@ void evs_uuid_format(char out[37], const evs_uuid *id) {
   out[j] = '\0';
 }
 
-static int evs__hexval(char c) {
+int evs__hexval(int c) {
   if (c >= '0' && c <= '9')
     return c - '0';
   if (c >= 'a' && c <= 'f')
