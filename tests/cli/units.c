@@ -19,10 +19,24 @@ static int valid(const char *s) {
 
 Test(cli_json, accepts_rfc8259) {
   const char *ok[] = {
-      "0", "-0", "1.5", "-1.5e10", "1E+2", "1e-2", "12345678901234567890123",
-      "\"\"", "\"a\\u00e9\\ud83d\\ude00\\n\\\"\\\\\\/\"", "true", "false",
-      "null", "[]", "{}", " [1, 2 ,3 ] ", "{\"a\":{\"b\":[null]}}",
-      "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"", "\n{\r\n\"a\" : 1\t}\n",
+    "0",
+    "-0",
+    "1.5",
+    "-1.5e10",
+    "1E+2",
+    "1e-2",
+    "12345678901234567890123",
+    "\"\"",
+    "\"a\\u00e9\\ud83d\\ude00\\n\\\"\\\\\\/\"",
+    "true",
+    "false",
+    "null",
+    "[]",
+    "{}",
+    " [1, 2 ,3 ] ",
+    "{\"a\":{\"b\":[null]}}",
+    "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"",
+    "\n{\r\n\"a\" : 1\t}\n",
   };
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
     cr_assert(valid(ok[i]), "rejected: %s", ok[i]);
@@ -30,12 +44,42 @@ Test(cli_json, accepts_rfc8259) {
 
 Test(cli_json, rejects_invalid) {
   const char *bad[] = {
-      "", " ", "01", "1.", ".5", "+1", "1e", "--1", "0x10", "NaN",
-      "Infinity", "tru", "nul", "'a'", "\"a", "\"\\x\"", "\"\\u12\"",
-      "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"\t\"",
-      "\"\xc0\xaf\"", "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "\"\xff\"",
-      "[1,]", "[1 2]", "{\"a\"}", "{\"a\":}", "{a:1}", "{\"a\":1,}", "[",
-      "]", "{} {}", "1 2", "{\"a\":1}x",
+    "",
+    " ",
+    "01",
+    "1.",
+    ".5",
+    "+1",
+    "1e",
+    "--1",
+    "0x10",
+    "NaN",
+    "Infinity",
+    "tru",
+    "nul",
+    "'a'",
+    "\"a",
+    "\"\\x\"",
+    "\"\\u12\"",
+    "\"\\ud800\"",
+    "\"\\udc00\"",
+    "\"\\ud800\\u0041\"",
+    "\"\t\"",
+    "\"\xc0\xaf\"",
+    "\"\xed\xa0\x80\"",
+    "\"\xf4\x90\x80\x80\"",
+    "\"\xff\"",
+    "[1,]",
+    "[1 2]",
+    "{\"a\"}",
+    "{\"a\":}",
+    "{a:1}",
+    "{\"a\":1,}",
+    "[",
+    "]",
+    "{} {}",
+    "1 2",
+    "{\"a\":1}x",
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     cr_assert(!valid(bad[i]), "accepted: %s", bad[i]);
@@ -100,12 +144,12 @@ Test(cli_json, members_and_strings) {
   cr_assert(cli_json_members_next(&it, &k, &v));
   cr_assert(cli_json_key_is(k, "type2"));
   cr_assert_not(cli_json_members_next(&it, &k, &v));
-  cli_json_span big = {"9223372036854775808", 19};
+  cli_json_span big = { "9223372036854775808", 19 };
   cr_assert_neq(cli_json_int64(&n, big), 0);
-  cli_json_span min = {"-9223372036854775808", 20};
+  cli_json_span min = { "-9223372036854775808", 20 };
   cr_assert_eq(cli_json_int64(&n, min), 0);
   cr_assert_eq(n, INT64_MIN);
-  cli_json_span real = {"1.0", 3};
+  cli_json_span real = { "1.0", 3 };
   cr_assert_neq(cli_json_int64(&n, real), 0);
 }
 
@@ -150,11 +194,11 @@ static char *bytes_json(const char *p, size_t n, int mode, int null_empty) {
   return s;
 }
 
-#define assert_bytes(p, n, mode, ne, want)                                   \
-  do {                                                                       \
-    char *s__ = bytes_json((p), (n), (mode), (ne));                          \
-    cr_assert_str_eq(s__, (want));                                           \
-    free(s__);                                                               \
+#define assert_bytes(p, n, mode, ne, want)                                     \
+  do {                                                                         \
+    char *s__ = bytes_json((p), (n), (mode), (ne));                            \
+    cr_assert_str_eq(s__, (want));                                             \
+    free(s__);                                                                 \
   } while (0)
 
 Test(cli_buf, stored_bytes_as_json) {
@@ -164,8 +208,7 @@ Test(cli_buf, stored_bytes_as_json) {
   assert_bytes("{\n\"a\":1}", 8, CLI_BYTES_EXACT, 0,
                "{\"$base64\":\"ewoiYSI6MX0=\"}");
   assert_bytes(" 1", 2, CLI_BYTES_EXACT, 0, "{\"$base64\":\"IDE=\"}");
-  assert_bytes("\x00\x01", 2, CLI_BYTES_DISPLAY, 0,
-               "{\"$base64\":\"AAE=\"}");
+  assert_bytes("\x00\x01", 2, CLI_BYTES_DISPLAY, 0, "{\"$base64\":\"AAE=\"}");
   assert_bytes("", 0, CLI_BYTES_DISPLAY, 0, "{\"$base64\":\"\"}");
   assert_bytes("", 0, CLI_BYTES_DISPLAY, 1, "null");
   assert_bytes("null", 4, CLI_BYTES_DISPLAY, 0, "null");
@@ -180,7 +223,8 @@ Test(cli_buf, stored_bytes_as_json) {
 Test(cli_buf, strings_and_reals) {
   cli_buf b = CLI_BUF_INIT;
   cli_buf_json_str(&b, "a\"\\\n\x01\xc3\xa9\xff", 8);
-  cr_assert_str_eq(cli_buf_cstr(&b), "\"a\\\"\\\\\\n\\u0001\xc3\xa9\xef\xbf\xbd\"");
+  cr_assert_str_eq(cli_buf_cstr(&b),
+                   "\"a\\\"\\\\\\n\\u0001\xc3\xa9\xef\xbf\xbd\"");
   b.len = 0;
   cli_buf_json_real(&b, 0.1);
   cr_assert_str_eq(cli_buf_cstr(&b), "0.1");
@@ -202,9 +246,9 @@ static void tsmeta_case(const char *md, size_t md_len) {
   int64_t back = 0;
   const void *orig = NULL;
   size_t orig_len = 99;
-  cr_assert_eq(cli_tsmeta_unwrap(&back, &orig, &orig_len, &scratch, w.data,
-                                 w.len),
-               1, "not unwrapped: %.*s", (int)w.len, w.data);
+  cr_assert_eq(
+      cli_tsmeta_unwrap(&back, &orig, &orig_len, &scratch, w.data, w.len), 1,
+      "not unwrapped: %.*s", (int)w.len, w.data);
   cr_assert_eq(back, ts);
   cr_assert_eq(orig_len, md_len, "%.*s", (int)w.len, w.data);
   cr_assert(md_len == 0 || memcmp(orig, md, md_len) == 0);
@@ -314,14 +358,17 @@ Test(cli_tsmeta, leaves_other_metadata_alone) {
   int64_t ts;
   const void *orig;
   size_t n;
-  const char *plain[] = {"", "{}", "{\"a\":1}", "null",
-                         "{\"$original_timestamp\":\"bad\"}",
-                         ("{\"a\":1,\"$original_timestamp\":"
-                          "\"2026-11-27T10:00:00.000000000Z\""),
-                         "[]"};
+  const char *plain[] = { "",
+                          "{}",
+                          "{\"a\":1}",
+                          "null",
+                          "{\"$original_timestamp\":\"bad\"}",
+                          ("{\"a\":1,\"$original_timestamp\":"
+                           "\"2026-11-27T10:00:00.000000000Z\""),
+                          "[]" };
   for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
-    cr_assert_eq(cli_tsmeta_unwrap(&ts, &orig, &n, &scratch, plain[i],
-                                   strlen(plain[i])),
-                 0, "%s", plain[i]);
+    cr_assert_eq(
+        cli_tsmeta_unwrap(&ts, &orig, &n, &scratch, plain[i], strlen(plain[i])),
+        0, "%s", plain[i]);
   cli_buf_free(&scratch);
 }

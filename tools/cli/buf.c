@@ -65,7 +65,9 @@ void cli_buf_putc(cli_buf *b, char c) {
   b->data[b->len++] = c;
 }
 
-void cli_buf_puts(cli_buf *b, const char *s) { cli_buf_put(b, s, strlen(s)); }
+void cli_buf_puts(cli_buf *b, const char *s) {
+  cli_buf_put(b, s, strlen(s));
+}
 
 void cli_buf_printf(cli_buf *b, const char *fmt, ...) {
   va_list ap;

@@ -16,7 +16,8 @@ typedef struct cli_buf {
   size_t len, cap;
 } cli_buf;
 
-#define CLI_BUF_INIT { NULL, 0, 0 }
+#define CLI_BUF_INIT                                                           \
+  { NULL, 0, 0 }
 
 void cli_buf_free(cli_buf *b);
 void cli_buf_reserve(cli_buf *b, size_t extra);
@@ -70,7 +71,10 @@ void cli_buf_json_base64(cli_buf *b, const void *p, size_t n);
  * With `empty_is_null`, zero bytes become null (metadata); in EXACT mode the
  * text "null" then becomes base64 so that it stays distinct.
  */
-enum { CLI_BYTES_DISPLAY = 0, CLI_BYTES_EXACT = 1 };
+enum {
+  CLI_BYTES_DISPLAY = 0,
+  CLI_BYTES_EXACT = 1
+};
 void cli_buf_json_bytes(cli_buf *b, const void *p, size_t n, int mode,
                         int empty_is_null);
 

@@ -25,16 +25,23 @@ static int print_event(const evs_event *ev, void *payload) {
 
 /* A TIME bound for the store: 0 means "no bound" there, so times at or
  * before the epoch become 1 ns (nothing was committed then). */
-static int64_t time_bound(int64_t ns) { return ns <= 0 ? 1 : ns; }
+static int64_t time_bound(int64_t ns) {
+  return ns <= 0 ? 1 : ns;
+}
 
 /* ---- read ---------------------------------------------------------------- */
 
-enum { R_FROM = 1, R_BACKWARD, R_LIMIT, R_AS_OF };
+enum {
+  R_FROM = 1,
+  R_BACKWARD,
+  R_LIMIT,
+  R_AS_OF
+};
 
 static const cli_opt read_opts[] = {
-    {"from", 1, R_FROM},   {"backward", 0, R_BACKWARD},
-    {"limit", 1, R_LIMIT}, {"as-of", 1, R_AS_OF},
-    {NULL, 0, 0},
+  { "from", 1, R_FROM },   { "backward", 0, R_BACKWARD },
+  { "limit", 1, R_LIMIT }, { "as-of", 1, R_AS_OF },
+  { NULL, 0, 0 },
 };
 
 static int run_read(cli_ctx *ctx, const cli_args *a) {
@@ -42,7 +49,7 @@ static int run_read(cli_ctx *ctx, const cli_args *a) {
     return cli_usage(ctx, a->npos ? "too many arguments" : "missing STREAM");
   const char *stream = a->pos[0];
   evs_read_options o = EVS_READ_OPTIONS_INIT;
-  printer p = {ctx, 0, 0, 0};
+  printer p = { ctx, 0, 0, 0 };
   int has_from = 0;
   for (int i = 0; i < a->nopts; i++) {
     const cli_optval *v = &a->opts[i];
@@ -83,31 +90,31 @@ static int run_read(cli_ctx *ctx, const cli_args *a) {
 }
 
 const cli_command cli_cmd_read = {
-    "read",
-    run_read,
-    read_opts,
-    "read STREAM [--from VERSION] [--backward] [--limit N] [--as-of TIME]",
-    "read the events of a stream",
-    "Prints the events of STREAM in version order, one JSON object per line\n"
-    "(or a table on a terminal):\n"
-    "  {\"position\":P,\"stream\":S,\"version\":V,\"id\":\"<uuid>\","
-    "\"type\":T,\n"
-    "   \"timestamp\":\"<RFC 3339>\",\"data\":<json>,\"metadata\":<json or "
-    "null>}\n"
-    "Data that is not JSON is shown as {\"$base64\":\"...\"}.\n"
-    "\n"
-    "Options:\n"
-    "  --from VERSION  first version to print (default: the first; with\n"
-    "                  --backward, the last)\n"
-    "  --backward      newest first\n"
-    "  --limit N       print at most N events\n"
-    "  --as-of TIME    the stream as it was at TIME: only events committed\n"
-    "                  at or before it. TIME is RFC 3339\n"
-    "                  (2026-11-27T10:00:00.5Z, offsets like +02:00) or\n"
-    "                  @ and Unix seconds (@1764237600.5)\n"
-    "\n"
-    "Exit status 4 when the stream does not exist (or did not exist at\n"
-    "TIME), is deleted or tombstoned.\n",
+  "read",
+  run_read,
+  read_opts,
+  "read STREAM [--from VERSION] [--backward] [--limit N] [--as-of TIME]",
+  "read the events of a stream",
+  "Prints the events of STREAM in version order, one JSON object per line\n"
+  "(or a table on a terminal):\n"
+  "  {\"position\":P,\"stream\":S,\"version\":V,\"id\":\"<uuid>\","
+  "\"type\":T,\n"
+  "   \"timestamp\":\"<RFC 3339>\",\"data\":<json>,\"metadata\":<json or "
+  "null>}\n"
+  "Data that is not JSON is shown as {\"$base64\":\"...\"}.\n"
+  "\n"
+  "Options:\n"
+  "  --from VERSION  first version to print (default: the first; with\n"
+  "                  --backward, the last)\n"
+  "  --backward      newest first\n"
+  "  --limit N       print at most N events\n"
+  "  --as-of TIME    the stream as it was at TIME: only events committed\n"
+  "                  at or before it. TIME is RFC 3339\n"
+  "                  (2026-11-27T10:00:00.5Z, offsets like +02:00) or\n"
+  "                  @ and Unix seconds (@1764237600.5)\n"
+  "\n"
+  "Exit status 4 when the stream does not exist (or did not exist at\n"
+  "TIME), is deleted or tombstoned.\n",
 };
 
 /* ---- read-all ------------------------------------------------------------ */
@@ -124,18 +131,22 @@ enum {
 };
 
 static const cli_opt read_all_opts[] = {
-    {"from", 1, A_FROM},     {"backward", 0, A_BACKWARD},
-    {"limit", 1, A_LIMIT},   {"prefix", 1, A_PREFIX},
-    {"category", 1, A_CATEGORY}, {"type", 1, A_TYPE},
-    {"since", 1, A_SINCE},   {"until", 1, A_UNTIL},
-    {NULL, 0, 0},
+  { "from", 1, A_FROM },
+  { "backward", 0, A_BACKWARD },
+  { "limit", 1, A_LIMIT },
+  { "prefix", 1, A_PREFIX },
+  { "category", 1, A_CATEGORY },
+  { "type", 1, A_TYPE },
+  { "since", 1, A_SINCE },
+  { "until", 1, A_UNTIL },
+  { NULL, 0, 0 },
 };
 
 static int run_read_all(cli_ctx *ctx, const cli_args *a) {
   if (a->npos)
     return cli_usage(ctx, "unexpected argument '%s'", a->pos[0]);
   evs_read_all_options o = EVS_READ_ALL_OPTIONS_INIT;
-  printer p = {ctx, 0, 0, 0};
+  printer p = { ctx, 0, 0, 0 };
   int has_from = 0;
   for (int i = 0; i < a->nopts; i++) {
     const cli_optval *v = &a->opts[i];
@@ -196,40 +207,42 @@ static int run_read_all(cli_ctx *ctx, const cli_args *a) {
 }
 
 const cli_command cli_cmd_read_all = {
-    "read-all",
-    run_read_all,
-    read_all_opts,
-    "read-all [--from POSITION] [--backward] [--limit N] [--prefix P]\n"
-    "         [--category C] [--type T] [--since TIME] [--until TIME]",
-    "read the global log ($all), with filters",
-    "Prints the events of every stream in the order they were committed\n"
-    "(global positions, 1-based), in the same format as 'read'. Filters\n"
-    "combine with AND.\n"
-    "\n"
-    "Options:\n"
-    "  --from POSITION  first position to print (inclusive; default: the\n"
-    "                   start, or the end with --backward)\n"
-    "  --backward       newest first\n"
-    "  --limit N        print at most N events\n"
-    "  --prefix P       only streams whose name starts with P\n"
-    "  --category C     only streams of category C (the part of the name\n"
-    "                   before the first '-')\n"
-    "  --type T         only events of type T\n"
-    "  --since TIME     only events committed at or after TIME\n"
-    "  --until TIME     only events committed at or before TIME\n",
+  "read-all",
+  run_read_all,
+  read_all_opts,
+  "read-all [--from POSITION] [--backward] [--limit N] [--prefix P]\n"
+  "         [--category C] [--type T] [--since TIME] [--until TIME]",
+  "read the global log ($all), with filters",
+  "Prints the events of every stream in the order they were committed\n"
+  "(global positions, 1-based), in the same format as 'read'. Filters\n"
+  "combine with AND.\n"
+  "\n"
+  "Options:\n"
+  "  --from POSITION  first position to print (inclusive; default: the\n"
+  "                   start, or the end with --backward)\n"
+  "  --backward       newest first\n"
+  "  --limit N        print at most N events\n"
+  "  --prefix P       only streams whose name starts with P\n"
+  "  --category C     only streams of category C (the part of the name\n"
+  "                   before the first '-')\n"
+  "  --type T         only events of type T\n"
+  "  --since TIME     only events committed at or after TIME\n"
+  "  --until TIME     only events committed at or before TIME\n",
 };
 
 /* ---- state --------------------------------------------------------------- */
 
-enum { S_AS_OF = 1 };
+enum {
+  S_AS_OF = 1
+};
 
 /* Deeper than any state the library folds (event data nests at most 2048
  * levels): the check that the state is JSON before laying it out. */
 #define CLI_STATE_MAX_DEPTH 4096
 
 static const cli_opt state_opts[] = {
-    {"as-of", 1, S_AS_OF},
-    {NULL, 0, 0},
+  { "as-of", 1, S_AS_OF },
+  { NULL, 0, 0 },
 };
 
 static int run_state(cli_ctx *ctx, const cli_args *a) {
@@ -289,22 +302,22 @@ static int run_state(cli_ctx *ctx, const cli_args *a) {
 }
 
 const cli_command cli_cmd_state = {
-    "state",
-    run_state,
-    state_opts,
-    "state STREAM [--as-of TIME]",
-    "the JSON merge-patch fold of a stream's event data",
-    "Folds the data of every event of STREAM, in version order, with JSON\n"
-    "Merge Patch (RFC 7386), as the built-in projection stream-state does:\n"
-    "the state starts as {}, each event's data (a JSON object) is merged\n"
-    "into it member by member (null removes a member, objects merge\n"
-    "recursively); events with empty data change nothing. Prints the\n"
-    "result, every number exactly as the events wrote it.\n"
-    "\n"
-    "Options:\n"
-    "  --as-of TIME  the state as it was at TIME (RFC 3339 or @UNIXSECONDS)\n"
-    "\n"
-    "Exit status 1 when an event's data is not JSON or not a JSON object\n"
-    "(the stream is unfoldable; the message names the event), 4 when the\n"
-    "stream does not exist or is deleted.\n",
+  "state",
+  run_state,
+  state_opts,
+  "state STREAM [--as-of TIME]",
+  "the JSON merge-patch fold of a stream's event data",
+  "Folds the data of every event of STREAM, in version order, with JSON\n"
+  "Merge Patch (RFC 7386), as the built-in projection stream-state does:\n"
+  "the state starts as {}, each event's data (a JSON object) is merged\n"
+  "into it member by member (null removes a member, objects merge\n"
+  "recursively); events with empty data change nothing. Prints the\n"
+  "result, every number exactly as the events wrote it.\n"
+  "\n"
+  "Options:\n"
+  "  --as-of TIME  the state as it was at TIME (RFC 3339 or @UNIXSECONDS)\n"
+  "\n"
+  "Exit status 1 when an event's data is not JSON or not a JSON object\n"
+  "(the stream is unfoldable; the message names the event), 4 when the\n"
+  "stream does not exist or is deleted.\n",
 };

@@ -289,8 +289,8 @@ int cli_json_check(cli_json_info *info, const void *buf, size_t len,
 
 int cli_json_check_depth(cli_json_info *info, const void *buf, size_t len,
                          unsigned max_depth, const char **err) {
-  scan s = {buf, (const unsigned char *)buf + len, buf, 0, max_depth, 0, 0,
-            NULL};
+  scan s = { buf, (const unsigned char *)buf + len, buf, 0, max_depth, 0, 0,
+             NULL };
   cli_json_info dummy;
   if (info == NULL)
     info = &dummy;
@@ -365,8 +365,14 @@ int cli_json_members_next(cli_json_members *it, cli_json_span *key,
                           cli_json_span *value) {
   if (it->done || it->p == NULL)
     return 0;
-  scan s = {(const unsigned char *)it->p, (const unsigned char *)it->end,
-            (const unsigned char *)it->p, 1, CLI_JSON_MAX_DEPTH, 0, 0, NULL};
+  scan s = { (const unsigned char *)it->p,
+             (const unsigned char *)it->end,
+             (const unsigned char *)it->p,
+             1,
+             CLI_JSON_MAX_DEPTH,
+             0,
+             0,
+             NULL };
   skip_ws(&s);
   if (it->started) {
     if (s.p >= s.end || *s.p != ',') {
