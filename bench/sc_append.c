@@ -374,10 +374,94 @@ static void *gc_main(void *arg) {
   return NULL;
 }
 
+/* One timed run of T threads on an empty store, added to m (and epc/wr at
+ * index m->reps - 1). Returns 0, or -1 after recording a failure. */
+static int gc_once(bench_ctx *c, evs_durability dur, int T, const char *scen,
+                   const uint8_t *pool, double secs, bench_meas *m, double *epc,
+                   double *wr) {
+  char dir[4200];
+  gc_shared sh;
+  memset(&sh, 0, sizeof sh);
+  sh.threads = T;
+  sh.ids_v4 = c->opt.ids_v4;
+  sh.pool = pool;
+  sh.npool = 1024;
+  int rc = ap_open(c, "group", dur, &sh.s, dir, sizeof dir);
+  if (rc) {
+    bench_fail(c, scen, "open: %s", evs_strerror(rc));
+    return -1;
+  }
+  gc_thread *th = calloc((size_t)T, sizeof *th);
+  pthread_mutex_init(&sh.mu, NULL);
+  pthread_cond_init(&sh.cv, NULL);
+  int started = 0;
+  for (int t = 0; th && t < T; t++) {
+    th[t].sh = &sh;
+    th[t].t = t;
+    if (pthread_create(&th[t].tid, NULL, gc_main, &th[t]) != 0)
+      break;
+    started++;
+  }
+  uint64_t io0 = bench_io_written();
+  /* Everyone starts at the same instant and stops at the deadline. */
+  pthread_mutex_lock(&sh.mu);
+  sh.start = bench_now() + 0.01;
+  sh.deadline = started < T ? sh.start : sh.start + secs;
+  sh.go = 1;
+  pthread_cond_broadcast(&sh.cv);
+  pthread_mutex_unlock(&sh.mu);
+  for (int t = 0; t < started; t++)
+    pthread_join(th[t].tid, NULL);
+  pthread_cond_destroy(&sh.cv);
+  pthread_mutex_destroy(&sh.mu);
+  long in_window = 0, total = 0;
+  int err = started < T ? EVS_ENOMEM : 0;
+  bench_lat lat = { 0 };
+  for (int t = 0; t < started; t++) {
+    in_window += th[t].in_window;
+    total += th[t].total;
+    if (th[t].err)
+      err = th[t].err;
+    bench_lat_merge(&lat, &th[t].lat);
+    bench_lat_free(&th[t].lat);
+  }
+  free(th);
+  /* The store's internal commit counter (src/store/internal.h). */
+  uint64_t commits = __atomic_load_n(&sh.s->n_commits, __ATOMIC_RELAXED);
+  uint64_t head = 0;
+  evs_head_position(sh.s, &head);
+  evs_store_close(sh.s);
+  bench_rmtree(c, dir);
+  if (err || head != (uint64_t)total) {
+    bench_fail(c, scen, "append failed: %s (head %llu, appended %ld)",
+               err ? evs_strerror(err) : "count mismatch",
+               (unsigned long long)head, total);
+    bench_lat_free(&lat);
+    return -1;
+  }
+  epc[m->reps] = commits ? (double)total / (double)commits : NAN;
+  wr[m->reps] =
+      total ? (double)(bench_io_written() - io0) / (double)total : NAN;
+  bench_meas_add(m, (double)in_window, (double)in_window * BENCH_DATA_SIZE,
+                 (double)in_window, secs, &lat);
+  bench_lat_free(&lat);
+  return 0;
+}
+
+/*
+ * The thread counts run interleaved: repetition r runs every count once, one
+ * right after the other, so that each ratio to the 1-thread rate compares
+ * runs minutes apart at most, not a whole scenario apart (the disk's flush
+ * rate drifts by several times within minutes on a shared machine).
+ */
 static void gc_run(bench_ctx *c, evs_durability dur, const int *threads,
                    int nthreads) {
+  enum {
+    GC_MAX_T = 8
+  };
   double secs = c->opt.quick ? 0.25 : 2.0;
-  bench_meas base = { 0 };
+  if (nthreads > GC_MAX_T)
+    nthreads = GC_MAX_T;
   uint8_t *pool = malloc(1024 * BENCH_DATA_SIZE);
   if (pool == NULL)
     return;
@@ -385,103 +469,47 @@ static void gc_run(bench_ctx *c, evs_durability dur, const int *threads,
   for (unsigned i = 0; i < 1024; i++)
     bench_json_payload(pool + (size_t)i * BENCH_DATA_SIZE, BENCH_DATA_SIZE,
                        &prng);
+  bench_meas m[GC_MAX_T];
+  double epc[GC_MAX_T][BENCH_MAX_REPS], wr[GC_MAX_T][BENCH_MAX_REPS];
+  int failed[GC_MAX_T];
+  char scen[GC_MAX_T][96];
+  memset(m, 0, sizeof m);
+  for (int ti = 0; ti < nthreads; ti++) {
+    failed[ti] = 0;
+    snprintf(scen[ti], sizeof scen[ti], "group-commit/%dt/%s", threads[ti],
+             bench_dur_name(dur));
+  }
+  for (int r = 0; r < c->opt.reps; r++)
+    for (int ti = 0; ti < nthreads; ti++)
+      if (!failed[ti] && gc_once(c, dur, threads[ti], scen[ti], pool, secs,
+                                 &m[ti], epc[ti], wr[ti]) != 0)
+        failed[ti] = 1;
+  const bench_meas *base = NULL;
   for (int ti = 0; ti < nthreads; ti++) {
     int T = threads[ti];
-    char scen[96], dir[4200];
-    snprintf(scen, sizeof scen, "group-commit/%dt/%s", T, bench_dur_name(dur));
-    bench_meas m = { 0 };
-    double epc[BENCH_MAX_REPS], wr[BENCH_MAX_REPS];
-    int failed = 0;
-    for (int r = 0; r < c->opt.reps && !failed; r++) {
-      gc_shared sh;
-      memset(&sh, 0, sizeof sh);
-      sh.threads = T;
-      sh.ids_v4 = c->opt.ids_v4;
-      sh.pool = pool;
-      sh.npool = 1024;
-      int rc = ap_open(c, "group", dur, &sh.s, dir, sizeof dir);
-      if (rc) {
-        bench_fail(c, scen, "open: %s", evs_strerror(rc));
-        failed = 1;
-        break;
-      }
-      gc_thread *th = calloc((size_t)T, sizeof *th);
-      pthread_mutex_init(&sh.mu, NULL);
-      pthread_cond_init(&sh.cv, NULL);
-      int started = 0;
-      for (int t = 0; th && t < T; t++) {
-        th[t].sh = &sh;
-        th[t].t = t;
-        if (pthread_create(&th[t].tid, NULL, gc_main, &th[t]) != 0)
-          break;
-        started++;
-      }
-      uint64_t io0 = bench_io_written();
-      /* Everyone starts at the same instant and stops at the deadline. */
-      pthread_mutex_lock(&sh.mu);
-      sh.start = bench_now() + 0.01;
-      sh.deadline = started < T ? sh.start : sh.start + secs;
-      sh.go = 1;
-      pthread_cond_broadcast(&sh.cv);
-      pthread_mutex_unlock(&sh.mu);
-      for (int t = 0; t < started; t++)
-        pthread_join(th[t].tid, NULL);
-      pthread_cond_destroy(&sh.cv);
-      pthread_mutex_destroy(&sh.mu);
-      long in_window = 0, total = 0;
-      int err = started < T ? EVS_ENOMEM : 0;
-      bench_lat lat = { 0 };
-      for (int t = 0; t < started; t++) {
-        in_window += th[t].in_window;
-        total += th[t].total;
-        if (th[t].err)
-          err = th[t].err;
-        bench_lat_merge(&lat, &th[t].lat);
-        bench_lat_free(&th[t].lat);
-      }
-      free(th);
-      /* The store's internal commit counter (src/store/internal.h). */
-      uint64_t commits = __atomic_load_n(&sh.s->n_commits, __ATOMIC_RELAXED);
-      uint64_t head = 0;
-      evs_head_position(sh.s, &head);
-      evs_store_close(sh.s);
-      bench_rmtree(c, dir);
-      if (err || head != (uint64_t)total) {
-        bench_fail(c, scen, "append failed: %s (head %llu, appended %ld)",
-                   err ? evs_strerror(err) : "count mismatch",
-                   (unsigned long long)head, total);
-        bench_lat_free(&lat);
-        failed = 1;
-        break;
-      }
-      epc[r] = commits ? (double)total / (double)commits : NAN;
-      wr[r] = total ? (double)(bench_io_written() - io0) / (double)total : NAN;
-      bench_meas_add(&m, (double)in_window, (double)in_window * BENCH_DATA_SIZE,
-                     (double)in_window, secs, &lat);
-      bench_lat_free(&lat);
-    }
-    if (failed)
+    if (failed[ti])
       continue;
     if (T == 1)
-      base = m;
+      base = &m[ti];
     char note[160];
     snprintf(note, sizeof note,
              "%d thread(s), 1 event per evs_append, exact expected "
-             "version, %.1f s window, %s",
+             "version, %.1f s window, %s, repetitions interleaved with "
+             "the other thread counts",
              T, secs, bench_dur_name(dur));
-    bench_emit_meas(c, scen, &m, T == 1 ? NULL : "1-thread",
-                    T == 1 ? NULL : &base, note);
-    bench_emit(c, scen, "events/commit", "events/commit",
-               bench_stat_of(epc, m.reps), NULL, NAN,
+    bench_emit_meas(c, scen[ti], &m[ti], T == 1 || !base ? NULL : "1-thread",
+                    T == 1 ? NULL : base, note);
+    bench_emit(c, scen[ti], "events/commit", "events/commit",
+               bench_stat_of(epc[ti], m[ti].reps), NULL, NAN,
                "appends per LMDB commit (one fsync pair each)");
     if (dur != EVS_NOSYNC)
-      bench_emit(c, scen, "written bytes/event", "bytes",
-                 bench_stat_of(wr, m.reps), NULL, NAN,
+      bench_emit(c, scen[ti], "written bytes/event", "bytes",
+                 bench_stat_of(wr[ti], m[ti].reps), NULL, NAN,
                  "bytes written per event (write syscalls, /proc/self/io "
                  "wchar)");
     char series[48];
     snprintf(series, sizeof series, "group-%s", bench_dur_name(dur));
-    bench_point_add(c, series, T, bench_stat_of(m.eps, m.reps).med);
+    bench_point_add(c, series, T, bench_stat_of(m[ti].eps, m[ti].reps).med);
   }
   free(pool);
 }
