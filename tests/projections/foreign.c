@@ -1,13 +1,16 @@
 /*
  * Commits made by another process: a commit through this process's store
  * handle wakes subscriptions at once; another process's commits are seen
- * at the next timeout of evs_sub_next(), or every foreign_check_ms by an
- * idle runner.
+ * at the next timeout of evs_sub_next(), within a second by
+ * evs_sub_run_many(), at the next local commit by evs_sub_run(), or every
+ * foreign_check_ms by an idle runner. Another process's tombstone moves no
+ * head: it is seen when the next event of the log is.
  *
  * The appending child is forked before this process opens anything, and
  * opens the store itself: LMDB handles never cross fork().
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +93,202 @@ Test(proj_foreign, runner_sees_another_process_s_appends) {
   evs_sub_close(sub);
   evs_runner_free(r);
   evs_views_close(vw);
+  evs_store_close(st);
+  tu_rmrf(tu_dir);
+  free(tu_dir);
+}
+
+/* ---- another process's tombstone ---------------------------------------- */
+
+/* A run of evs_sub_run (n = 0) or evs_sub_run_many (n > 0) in a thread of
+ * its own, so that a run that does not end fails the test instead of
+ * hanging it. */
+typedef struct bg_run {
+  evs_sub **subs;
+  const evs_sub_callbacks **cbs;
+  void **payloads;
+  size_t n;
+  int results[4];
+  int rc;
+  int done; /* atomic */
+  pthread_t th;
+} bg_run;
+
+static void *bg_main(void *arg) {
+  bg_run *r = arg;
+  if (r->n == 0)
+    r->rc = evs_sub_run(r->subs[0], r->cbs[0], r->payloads[0]);
+  else
+    r->rc = evs_sub_run_many(r->subs, r->cbs, r->payloads, r->n, r->results);
+  __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+  return NULL;
+}
+
+static void bg_start(bg_run *r) {
+  cr_assert_eq(pthread_create(&r->th, NULL, bg_main, r), 0);
+}
+
+/* Waits up to `ms` for the run to end; 1 if it did. If it did not, cancels
+ * its subscriptions so that it ends, and joins it either way. */
+static int bg_join(bg_run *r, int ms) {
+  int64_t t0 = tu_now_ns();
+  while (!__atomic_load_n(&r->done, __ATOMIC_ACQUIRE) &&
+         tu_now_ns() - t0 < (int64_t)ms * 1000000)
+    tu_sleep_ms(5);
+  int ended = __atomic_load_n(&r->done, __ATOMIC_ACQUIRE);
+  if (!ended)
+    for (size_t i = 0; i < (r->n ? r->n : 1); i++)
+      evs_sub_cancel(r->subs[i]);
+  pthread_join(r->th, NULL);
+  return ended;
+}
+
+typedef struct far_state {
+  int caught;      /* atomic: on_caught_up calls */
+  int events;      /* on_event calls */
+  char first[32];  /* the stream of the first event */
+  int stop_on_one; /* stop the run at the first event */
+} far_state;
+
+static int far_on_event(const evs_event *ev, void *payload) {
+  far_state *f = payload;
+  if (f->events++ == 0)
+    snprintf(f->first, sizeof f->first, "%.*s", (int)ev->stream.len,
+             (const char *)ev->stream.data);
+  return f->stop_on_one;
+}
+
+static int far_on_caught_up(uint64_t cp, void *payload) {
+  (void)cp;
+  __atomic_add_fetch(&((far_state *)payload)->caught, 1, __ATOMIC_RELEASE);
+  return 0;
+}
+
+static void wait_caught_up(far_state *f) {
+  for (int i = 0; i < 2000 && !__atomic_load_n(&f->caught, __ATOMIC_ACQUIRE);
+       i++)
+    tu_sleep_ms(5);
+  cr_assert_gt(__atomic_load_n(&f->caught, __ATOMIC_ACQUIRE), 0,
+               "the run never reached the head");
+}
+
+/*
+ * A child process tombstones the stream this process's subscriptions
+ * follow, then appends one event to another stream. The tombstone writes no
+ * event and is invisible to this process's wake-ups; the event is what
+ * makes the subscriptions look at the log again: evs_sub_next() at its next
+ * timeout and evs_sub_run_many() within its second, with no local commit,
+ * and evs_sub_run() at this process's next commit. Each ends with
+ * EVS_ESTREAMDELETED, and none delivers anything of the tombstoned stream.
+ */
+Test(proj_foreign, another_process_s_tombstone_ends_stream_subscriptions) {
+  int go[2];
+  cr_assert_eq(pipe(go), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  cr_assert_neq(pid, -1);
+  if (pid == 0) {
+    close(go[1]);
+    char c;
+    if (read(go[0], &c, 1) != 1)
+      _exit(1);
+    evs_store_options o = EVS_STORE_OPTIONS_INIT;
+    o.durability = EVS_NOSYNC;
+    evs_store *s = NULL;
+    if (evs_store_open(&s, tu_dir, &o) != 0)
+      _exit(2);
+    if (evs_stream_delete(s, "doomed-1", EVS_EXPECT_ANY, 1) != 0)
+      _exit(3);
+    evs_event_data ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = "FromAfar";
+    ev.data = "{}";
+    ev.data_len = 2;
+    if (evs_append(s, "other-1", EVS_EXPECT_ANY, &ev, 1, NULL) != 0)
+      _exit(4);
+    evs_store_close(s);
+    _exit(0);
+  }
+  close(go[0]);
+  evs_store *st = pu_open_store(tu_dir);
+  pu_append1(st, "doomed-1", "T", "{}");
+  pu_append1(st, "doomed-1", "T", "{}");
+
+  evs_sub_options one = EVS_SUB_OPTIONS_INIT;
+  one.stream = "doomed-1";
+  evs_sub_options all = EVS_SUB_OPTIONS_INIT;
+  all.start = EVS_SUB_FROM_END;
+
+  /* Pull: caught up, then waiting. */
+  evs_sub *pull = NULL;
+  cr_assert_eq(evs_sub_open(&pull, st, &one), 0);
+  evs_sub_batch b;
+  cr_assert_eq(evs_sub_next(pull, &b, 0), 2);
+  cr_assert_eq(b.caught_up, 1);
+  cr_assert_eq(evs_sub_next(pull, &b, 50), EVS_ETIMEDOUT);
+
+  /* evs_sub_run_many: the stream, and $all from the end (which stops at
+   * the child's event). evs_sub_run: the stream. Both block at the head. */
+  far_state fm[2] = { { 0, 0, "", 0 }, { 0, 0, "", 1 } };
+  far_state fr = { 0, 0, "", 0 };
+  evs_sub_callbacks cb = EVS_SUB_CALLBACKS_INIT;
+  cb.on_event = far_on_event;
+  cb.on_caught_up = far_on_caught_up;
+  evs_sub *msubs[2] = { NULL, NULL };
+  cr_assert_eq(evs_sub_open(&msubs[0], st, &one), 0);
+  cr_assert_eq(evs_sub_open(&msubs[1], st, &all), 0);
+  const evs_sub_callbacks *mcbs[2] = { &cb, &cb };
+  void *mpay[2] = { &fm[0], &fm[1] };
+  bg_run many = { .subs = msubs, .cbs = mcbs, .payloads = mpay, .n = 2 };
+  evs_sub *rsub[1] = { NULL };
+  cr_assert_eq(evs_sub_open(&rsub[0], st, &one), 0);
+  const evs_sub_callbacks *rcbs[1] = { &cb };
+  void *rpay[1] = { &fr };
+  bg_run run = { .subs = rsub, .cbs = rcbs, .payloads = rpay, .n = 0 };
+  bg_start(&many);
+  bg_start(&run);
+  wait_caught_up(&fm[0]);
+  wait_caught_up(&fm[1]);
+  wait_caught_up(&fr);
+  tu_sleep_ms(50); /* let both block in their waits */
+
+  cr_assert_eq(write(go[1], "g", 1), 1);
+  int status;
+  cr_assert_eq(waitpid(pid, &status, 0), pid);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d",
+            status);
+
+  /* The pull subscription: at one of its next timeouts. */
+  int n = EVS_ETIMEDOUT;
+  for (int i = 0; i < 100 && n == EVS_ETIMEDOUT; i++)
+    n = evs_sub_next(pull, &b, 100);
+  cr_assert_eq(n, EVS_ESTREAMDELETED, "evs_sub_next: %s", evs_err_name(n));
+  cr_assert_eq(evs_sub_next(pull, &b, 0), EVS_ESTREAMDELETED);
+
+  /* evs_sub_run_many: within its poll of a second (10 s allowed). */
+  int ended = bg_join(&many, 10000);
+  cr_assert(ended, "evs_sub_run_many did not end (results %s, %s)",
+            evs_err_name(many.results[0]), evs_err_name(many.results[1]));
+  cr_assert_eq(many.results[0], EVS_ESTREAMDELETED, "%s",
+               evs_err_name(many.results[0]));
+  cr_assert_eq(many.results[1], EVS_ESTOPPED, "%s",
+               evs_err_name(many.results[1]));
+  cr_assert_eq(many.rc, EVS_ESTREAMDELETED, "%s", evs_err_name(many.rc));
+  cr_assert_eq(fm[0].events, 2, "the tombstoned stream delivered more");
+  cr_assert_eq(fm[1].events, 1);
+  cr_assert_str_eq(fm[1].first, "other-1");
+
+  /* evs_sub_run: at this process's next commit. */
+  pu_append1(st, "local-1", "T", "{}");
+  ended = bg_join(&run, 10000);
+  cr_assert(ended, "evs_sub_run did not end after a local commit");
+  cr_assert_eq(run.rc, EVS_ESTREAMDELETED, "%s", evs_err_name(run.rc));
+  cr_assert_eq(fr.events, 2, "the tombstoned stream delivered more");
+
+  evs_sub_close(pull);
+  evs_sub_close(msubs[0]);
+  evs_sub_close(msubs[1]);
+  evs_sub_close(rsub[0]);
   evs_store_close(st);
   tu_rmrf(tu_dir);
   free(tu_dir);
