@@ -127,3 +127,50 @@ evs_proj_status pu_status(evs_runner *r, const char *name) {
   cr_assert_eq(rc, 0, "evs_runner_status(%s): %s", name, evs_err_name(rc));
   return st;
 }
+
+static void *pu_bg_main(void *arg) {
+  pu_bg_run *r = arg;
+  evs_sub_batch b;
+  switch (r->kind) {
+  case PU_BG_NEXT:
+    do
+      r->rc = evs_sub_next(r->subs[0], &b, -1);
+    while (r->rc >= 0);
+    break;
+  case PU_BG_RUN:
+    r->rc = evs_sub_run(r->subs[0], r->cbs[0], r->payloads[0]);
+    break;
+  case PU_BG_MANY:
+    r->rc = evs_sub_run_many(r->subs, r->cbs, r->payloads, r->n, r->results);
+    break;
+  }
+  __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+  return NULL;
+}
+
+void pu_bg_start(pu_bg_run *r) {
+  cr_assert(r->n >= 1 && r->n <= PU_BG_MAX);
+  cr_assert(r->kind == PU_BG_MANY || r->n == 1);
+  __atomic_store_n(&r->done, 0, __ATOMIC_RELEASE);
+  cr_assert_eq(pthread_create(&r->th, NULL, pu_bg_main, r), 0);
+}
+
+static int pu_bg_wait(pu_bg_run *r, int ms) {
+  int64_t t0 = tu_now_ns();
+  while (!__atomic_load_n(&r->done, __ATOMIC_ACQUIRE) &&
+         tu_now_ns() - t0 < (int64_t)ms * 1000000)
+    tu_sleep_ms(5);
+  return __atomic_load_n(&r->done, __ATOMIC_ACQUIRE);
+}
+
+int pu_bg_join(pu_bg_run *r, int ms) {
+  int ended = pu_bg_wait(r, ms);
+  if (!ended) {
+    for (size_t i = 0; i < r->n; i++)
+      evs_sub_cancel(r->subs[i]);
+    cr_assert(pu_bg_wait(r, ms),
+              "the run returned neither by itself nor when canceled");
+  }
+  pthread_join(r->th, NULL);
+  return ended;
+}

@@ -5,6 +5,7 @@
 #ifndef EVSTORE_PROJUTIL_H
 #define EVSTORE_PROJUTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,8 +24,8 @@ uint64_t pu_append1(evs_store *store, const char *stream, const char *type,
 
 /* A copy of a whole view: keys and values, in key order. */
 typedef struct pu_kv {
-  char *key;   /* NUL-terminated copies (keys and values may hold any byte;
-                  lengths are authoritative) */
+  char *key; /* NUL-terminated copies (keys and values may hold any byte;
+                lengths are authoritative) */
   size_t key_len;
   char *val;
   size_t val_len;
@@ -49,5 +50,41 @@ char *pu_view_get(evs_views *views, const char *name, const char *key);
 
 /* Status of a projection; asserts. */
 evs_proj_status pu_status(evs_runner *r, const char *name);
+
+/* What a pu_bg_run runs in its thread. */
+typedef enum pu_bg_kind {
+  PU_BG_NEXT, /* evs_sub_next(subs[0], -1) until it returns an error */
+  PU_BG_RUN,  /* evs_sub_run(subs[0], cbs[0], payloads[0]) */
+  PU_BG_MANY  /* evs_sub_run_many(subs, cbs, payloads, n, results) */
+} pu_bg_kind;
+
+#define PU_BG_MAX 8
+
+/*
+ * A subscription run in a thread of its own, so that a run that does not
+ * end fails its test instead of hanging it: fill kind, subs, n (1 for
+ * NEXT and RUN, at most PU_BG_MAX), cbs and payloads (not for NEXT), then
+ * pu_bg_start() and pu_bg_join().
+ */
+typedef struct pu_bg_run {
+  pu_bg_kind kind;
+  evs_sub **subs;
+  size_t n;
+  const evs_sub_callbacks **cbs;
+  void **payloads;
+  int results[PU_BG_MAX]; /* MANY: each subscription's result */
+  int rc;                 /* what the run returned */
+  int done;               /* atomic: the run has returned */
+  pthread_t th;
+} pu_bg_run;
+
+/* Starts the run's thread; asserts. */
+void pu_bg_start(pu_bg_run *r);
+
+/* Waits up to `ms` for the run to return. If it has not, cancels its
+ * subscriptions and waits up to `ms` again (asserting that it returns).
+ * Joins the thread; returns 1 if the run returned by itself, 0 if it had
+ * to be canceled. */
+int pu_bg_join(pu_bg_run *r, int ms);
 
 #endif /* EVSTORE_PROJUTIL_H */

@@ -10,7 +10,6 @@
  * opens the store itself: LMDB handles never cross fork().
  */
 #include <criterion/criterion.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,49 +98,6 @@ Test(proj_foreign, runner_sees_another_process_s_appends) {
 }
 
 /* ---- another process's tombstone ---------------------------------------- */
-
-/* A run of evs_sub_run (n = 0) or evs_sub_run_many (n > 0) in a thread of
- * its own, so that a run that does not end fails the test instead of
- * hanging it. */
-typedef struct bg_run {
-  evs_sub **subs;
-  const evs_sub_callbacks **cbs;
-  void **payloads;
-  size_t n;
-  int results[4];
-  int rc;
-  int done; /* atomic */
-  pthread_t th;
-} bg_run;
-
-static void *bg_main(void *arg) {
-  bg_run *r = arg;
-  if (r->n == 0)
-    r->rc = evs_sub_run(r->subs[0], r->cbs[0], r->payloads[0]);
-  else
-    r->rc = evs_sub_run_many(r->subs, r->cbs, r->payloads, r->n, r->results);
-  __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
-  return NULL;
-}
-
-static void bg_start(bg_run *r) {
-  cr_assert_eq(pthread_create(&r->th, NULL, bg_main, r), 0);
-}
-
-/* Waits up to `ms` for the run to end; 1 if it did. If it did not, cancels
- * its subscriptions so that it ends, and joins it either way. */
-static int bg_join(bg_run *r, int ms) {
-  int64_t t0 = tu_now_ns();
-  while (!__atomic_load_n(&r->done, __ATOMIC_ACQUIRE) &&
-         tu_now_ns() - t0 < (int64_t)ms * 1000000)
-    tu_sleep_ms(5);
-  int ended = __atomic_load_n(&r->done, __ATOMIC_ACQUIRE);
-  if (!ended)
-    for (size_t i = 0; i < (r->n ? r->n : 1); i++)
-      evs_sub_cancel(r->subs[i]);
-  pthread_join(r->th, NULL);
-  return ended;
-}
 
 typedef struct far_state {
   int caught;      /* atomic: on_caught_up calls */
@@ -239,14 +195,18 @@ Test(proj_foreign, another_process_s_tombstone_ends_stream_subscriptions) {
   cr_assert_eq(evs_sub_open(&msubs[1], st, &all), 0);
   const evs_sub_callbacks *mcbs[2] = { &cb, &cb };
   void *mpay[2] = { &fm[0], &fm[1] };
-  bg_run many = { .subs = msubs, .cbs = mcbs, .payloads = mpay, .n = 2 };
+  pu_bg_run many = {
+    .kind = PU_BG_MANY, .subs = msubs, .n = 2, .cbs = mcbs, .payloads = mpay
+  };
   evs_sub *rsub[1] = { NULL };
   cr_assert_eq(evs_sub_open(&rsub[0], st, &one), 0);
   const evs_sub_callbacks *rcbs[1] = { &cb };
   void *rpay[1] = { &fr };
-  bg_run run = { .subs = rsub, .cbs = rcbs, .payloads = rpay, .n = 0 };
-  bg_start(&many);
-  bg_start(&run);
+  pu_bg_run run = {
+    .kind = PU_BG_RUN, .subs = rsub, .n = 1, .cbs = rcbs, .payloads = rpay
+  };
+  pu_bg_start(&many);
+  pu_bg_start(&run);
   wait_caught_up(&fm[0]);
   wait_caught_up(&fm[1]);
   wait_caught_up(&fr);
@@ -266,7 +226,7 @@ Test(proj_foreign, another_process_s_tombstone_ends_stream_subscriptions) {
   cr_assert_eq(evs_sub_next(pull, &b, 0), EVS_ESTREAMDELETED);
 
   /* evs_sub_run_many: within its poll of a second (10 s allowed). */
-  int ended = bg_join(&many, 10000);
+  int ended = pu_bg_join(&many, 10000);
   cr_assert(ended, "evs_sub_run_many did not end (results %s, %s)",
             evs_err_name(many.results[0]), evs_err_name(many.results[1]));
   cr_assert_eq(many.results[0], EVS_ESTREAMDELETED, "%s",
@@ -280,7 +240,7 @@ Test(proj_foreign, another_process_s_tombstone_ends_stream_subscriptions) {
 
   /* evs_sub_run: at this process's next commit. */
   pu_append1(st, "local-1", "T", "{}");
-  ended = bg_join(&run, 10000);
+  ended = pu_bg_join(&run, 10000);
   cr_assert(ended, "evs_sub_run did not end after a local commit");
   cr_assert_eq(run.rc, EVS_ESTREAMDELETED, "%s", evs_err_name(run.rc));
   cr_assert_eq(fr.events, 2, "the tombstoned stream delivered more");
