@@ -1,7 +1,7 @@
 /*
  * Subscriptions: catch-up then live with racing appends, checkpoints,
  * filters, one-stream subscriptions, caught-up signal, timeouts,
- * cancellation, bounded batches and the callback runner.
+ * cancellation, a closing store, bounded batches and the callback runner.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "projutil.h"
+#include "store/internal.h"
 #include "testutil.h"
 
 static evs_store *st;
@@ -487,6 +488,132 @@ Test(proj_sub, cancel_from_another_thread) {
   cr_assert_eq(n, EVS_ECANCELED);
   cr_assert_eq(evs_sub_next(sub, &b, 0), EVS_ECANCELED);
   evs_sub_close(sub);
+}
+
+typedef struct edge_state {
+  int caught; /* atomic: on_caught_up calls */
+  int events; /* on_event calls */
+} edge_state;
+
+static int edge_on_event(const evs_event *ev, void *payload) {
+  (void)ev;
+  ((edge_state *)payload)->events++;
+  return 0;
+}
+
+static int edge_on_caught_up(uint64_t cp, void *payload) {
+  (void)cp;
+  __atomic_add_fetch(&((edge_state *)payload)->caught, 1, __ATOMIC_RELEASE);
+  return 0;
+}
+
+/* Waits (up to 10 s) for a run to reach the head, then a little more for
+ * it to block in its wait. */
+static void wait_blocked(edge_state *e) {
+  for (int i = 0; i < 2000 && !__atomic_load_n(&e->caught, __ATOMIC_ACQUIRE);
+       i++)
+    tu_sleep_ms(5);
+  cr_assert_gt(__atomic_load_n(&e->caught, __ATOMIC_ACQUIRE), 0,
+               "the run never reached the head");
+  tu_sleep_ms(50);
+}
+
+Test(proj_sub, cancel_ends_a_blocked_callback_runner) {
+  tu_append_ok(st, "cancel-1", EVS_EXPECT_ANY, 3, NULL);
+  evs_sub *subs[1] = { open_sub(NULL) };
+  edge_state e = { 0, 0 };
+  evs_sub_callbacks cb = EVS_SUB_CALLBACKS_INIT;
+  cb.on_event = edge_on_event;
+  cb.on_caught_up = edge_on_caught_up;
+  const evs_sub_callbacks *cbs[1] = { &cb };
+  void *payloads[1] = { &e };
+  pu_bg_run run = {
+    .kind = PU_BG_RUN, .subs = subs, .n = 1, .cbs = cbs, .payloads = payloads
+  };
+  pu_bg_start(&run);
+  wait_blocked(&e);
+  evs_sub_cancel(subs[0]);
+  cr_assert(pu_bg_join(&run, 10000), "evs_sub_run did not end");
+  cr_assert_eq(run.rc, EVS_ECANCELED, "%s", evs_err_name(run.rc));
+  cr_assert_eq(e.events, 3);
+  evs_sub_batch b;
+  cr_assert_eq(evs_sub_next(subs[0], &b, 0), EVS_ECANCELED);
+  cr_assert_eq(evs_sub_run(subs[0], &cb, &e), EVS_ECANCELED);
+  evs_sub_close(subs[0]);
+}
+
+/*
+ * A store that starts closing ends every subscription blocked at its head
+ * with EVS_ECLOSED: evs_sub_next(), evs_sub_run() and each subscription of
+ * evs_sub_run_many(), which then returns EVS_ECLOSED itself.
+ *
+ * evs_store_close() may be called only once every other call on the store
+ * has returned (store.h), and it frees the handle: a test cannot close the
+ * store under a blocked run. It drives the first half of the close instead
+ * (evs__writer_shutdown: the store is marked closing and its waiters are
+ * woken), and closes the store once the runs have returned.
+ */
+Test(proj_sub, closing_store_ends_blocked_runs) {
+  tu_append_ok(st, "closing-1", EVS_EXPECT_ANY, 3, NULL);
+  evs_sub_options one = EVS_SUB_OPTIONS_INIT;
+  one.stream = "closing-1";
+
+  /* evs_sub_next(-1), from the head. */
+  evs_sub *psub[1] = { open_sub(NULL) };
+  evs_sub_batch b;
+  while (evs_sub_next(psub[0], &b, 0) >= 0)
+    ;
+  pu_bg_run pull = { .kind = PU_BG_NEXT, .subs = psub, .n = 1 };
+
+  edge_state e[3] = { { 0, 0 }, { 0, 0 }, { 0, 0 } };
+  evs_sub_callbacks cb = EVS_SUB_CALLBACKS_INIT;
+  cb.on_event = edge_on_event;
+  cb.on_caught_up = edge_on_caught_up;
+
+  /* evs_sub_run: $all. */
+  evs_sub *rsub[1] = { open_sub(NULL) };
+  const evs_sub_callbacks *rcbs[1] = { &cb };
+  void *rpay[1] = { &e[0] };
+  pu_bg_run run = {
+    .kind = PU_BG_RUN, .subs = rsub, .n = 1, .cbs = rcbs, .payloads = rpay
+  };
+
+  /* evs_sub_run_many: $all and one stream. */
+  evs_sub *msubs[2] = { open_sub(NULL), open_sub(&one) };
+  const evs_sub_callbacks *mcbs[2] = { &cb, &cb };
+  void *mpay[2] = { &e[1], &e[2] };
+  pu_bg_run many = {
+    .kind = PU_BG_MANY, .subs = msubs, .n = 2, .cbs = mcbs, .payloads = mpay
+  };
+
+  pu_bg_start(&pull);
+  pu_bg_start(&run);
+  pu_bg_start(&many);
+  for (int i = 0; i < 3; i++)
+    wait_blocked(&e[i]);
+
+  evs__writer_shutdown(st);
+
+  cr_assert(pu_bg_join(&pull, 10000), "evs_sub_next did not return");
+  cr_assert_eq(pull.rc, EVS_ECLOSED, "evs_sub_next: %s", evs_err_name(pull.rc));
+  cr_assert(pu_bg_join(&run, 10000), "evs_sub_run did not return");
+  cr_assert_eq(run.rc, EVS_ECLOSED, "evs_sub_run: %s", evs_err_name(run.rc));
+  cr_assert(pu_bg_join(&many, 10000), "evs_sub_run_many did not return");
+  cr_assert_eq(many.rc, EVS_ECLOSED, "evs_sub_run_many: %s",
+               evs_err_name(many.rc));
+  for (int i = 0; i < 2; i++)
+    cr_assert_eq(many.results[i], EVS_ECLOSED, "subscription %d: %s", i,
+                 evs_err_name(many.results[i]));
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(e[i].events, 3, "run %d", i);
+  /* A closing store takes no more appends. */
+  cr_assert_eq(tu_append_n(st, "closing-1", EVS_EXPECT_ANY, 1, NULL, NULL),
+               EVS_ECLOSED);
+
+  evs_sub_close(psub[0]);
+  evs_sub_close(rsub[0]);
+  evs_sub_close(msubs[0]);
+  evs_sub_close(msubs[1]);
 }
 
 /* A live subscription keeps its read (and its cache of streams) from one
