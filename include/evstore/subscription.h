@@ -16,7 +16,8 @@
  *    condition variable and is woken by commits made through the same
  *    evs_store handle. Commits made by another process that has the store
  *    open are seen at the next local commit, at the next timeout of
- *    evs_sub_next(), or at once when the subscriber is behind.
+ *    evs_sub_next() (evs_sub_run() and evs_sub_run_many() time out once a
+ *    second while idle), or at once when the subscriber is behind.
  *  - Checkpoints are positions and resuming is exclusive: a subscription
  *    opened at checkpoint P delivers P+1 onwards. A filtered subscription
  *    advances its checkpoint across the events it skips.
@@ -170,9 +171,11 @@ typedef struct evs_sub_callbacks {
 /*
  * Callback-driven runner: delivers every event to cbs->on_event, in log
  * order, in the calling thread, until a callback stops it or
- * evs_sub_cancel() is called (then it returns EVS_ECANCELED). Idles without
- * CPU between commits. Returns a callback's non-zero value, EVS_ECANCELED,
- * or an error of evs_sub_next(); never EVS_ETIMEDOUT.
+ * evs_sub_cancel() is called (then it returns EVS_ECANCELED). A commit of
+ * this process wakes it at once; while idle it also looks at the log once
+ * a second, so commits of other processes are noticed within a second.
+ * Returns a callback's non-zero value, EVS_ECANCELED, or an error of
+ * evs_sub_next(); never EVS_ETIMEDOUT.
  */
 EVS_EXTERN int evs_sub_run(evs_sub *sub, const evs_sub_callbacks *cbs,
                            void *payload);
@@ -194,7 +197,8 @@ EVS_EXTERN int evs_sub_run(evs_sub *sub, const evs_sub_callbacks *cbs,
  * thread, one at a time. Commits of other processes are noticed within a
  * second (this process's own at once). Returns when every subscription has
  * ended: 0 if each was stopped by a callback or canceled, otherwise the
- * first other error (EVS_ECLOSED when the store closed, say).
+ * first other error (a read error, say). Stop it with evs_sub_cancel() on
+ * its subscriptions: the store may be closed only after it returned.
  * Errors: EVS_EINVAL (a NULL argument, n = 0, subscriptions of different
  * stores, unknown callbacks version), EVS_ENOMEM.
  */

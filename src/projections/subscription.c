@@ -510,9 +510,12 @@ int evs_sub_run(evs_sub *sub, const evs_sub_callbacks *cbs, void *payload) {
   int prev_caught = 0;
   for (;;) {
     evs_sub_batch b;
-    int rc = evs_sub_next(sub, &b, -1);
+    /* Commits of this process wake the wait at once; another process's are
+     * found when it times out and looks at the log, as in
+     * evs_sub_run_many(). */
+    int rc = evs_sub_next(sub, &b, 1000);
     if (rc == EVS_ETIMEDOUT)
-      continue; /* an interrupt */
+      continue;
     if (rc < 0)
       return rc;
     rc = evs__deliver(&b, cbs, payload, &prev_caught);
