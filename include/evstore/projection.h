@@ -178,12 +178,12 @@ typedef struct evs_runner_options {
   unsigned version;          /* EVS_RUNNER_OPTIONS_VERSION */
   uint32_t max_batch_events; /* events per view transaction; 0 = 512 */
   uint32_t max_batch_bytes;  /* event bytes per transaction; 0 = 4 MiB */
-  uint32_t foreign_check_ms; /* 0 (default): idle projections sleep until
-                                a commit through this process's store
-                                handle wakes them. Set it when another
-                                process appends to the store: an idle
-                                projection then also looks for that
-                                process's commits every this many ms. */
+  uint32_t foreign_check_ms; /* A commit through this process's store
+                                handle wakes idle projections at once;
+                                another process's commits are looked for
+                                every this many ms: 0 = the default,
+                                1000; UINT32_MAX = never (only when no
+                                other process appends to the store). */
 } evs_runner_options;
 
 #define EVS_RUNNER_OPTIONS_INIT                                                \

@@ -12,7 +12,7 @@
  *    about max_batch_bytes bytes (one event larger than that is still
  *    delivered, alone). A slow subscriber simply falls behind the head and
  *    catches up from disk; there is no per-subscriber queue.
- *  - An idle subscriber costs no CPU: it waits on the store's commit
+ *  - An idle subscriber costs almost no CPU: it waits on the store's commit
  *    condition variable and is woken by commits made through the same
  *    evs_store handle. Commits made by another process that has the store
  *    open are seen at the next local commit, at the next timeout of

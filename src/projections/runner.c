@@ -579,10 +579,13 @@ int evs_runner_create(evs_runner **out, evs_views *v,
   r->s = evs__views_store(v);
   r->max_events = o.max_batch_events ? o.max_batch_events : 512;
   r->max_bytes = o.max_batch_bytes ? o.max_batch_bytes : 4u * 1024 * 1024;
-  r->idle_ms = o.foreign_check_ms
-                   ? (int)(o.foreign_check_ms > INT32_MAX ? INT32_MAX
-                                                          : o.foreign_check_ms)
-                   : -1;
+  if (o.foreign_check_ms == 0)
+    r->idle_ms = 1000;
+  else if (o.foreign_check_ms == UINT32_MAX)
+    r->idle_ms = -1;
+  else
+    r->idle_ms =
+        o.foreign_check_ms > INT32_MAX ? INT32_MAX : (int)o.foreign_check_ms;
   pthread_mutex_init(&r->mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);

@@ -27,7 +27,13 @@ static int count_handler(evs_view_txn *t, const evs_event *ev, void *p) {
   return evs_view_put(t, &ev->position, sizeof ev->position, "x", 1);
 }
 
-Test(proj_foreign, runner_sees_another_process_s_appends) {
+/*
+ * A child appends 10 events; this process only reads. check_ms is the
+ * runner's foreign_check_ms: 0 (the default, once a second), a short
+ * interval, or UINT32_MAX (local commits only: the runner then sees the
+ * events at this process's next commit, not before).
+ */
+static void runner_sees_foreign_appends(uint32_t check_ms) {
   int go[2];
   cr_assert_eq(pipe(go), 0);
   fflush(NULL);
@@ -59,7 +65,7 @@ Test(proj_foreign, runner_sees_another_process_s_appends) {
   evs_store *st = pu_open_store(tu_dir);
   evs_views *vw = pu_open_views(st, NULL);
   evs_runner_options ro = EVS_RUNNER_OPTIONS_INIT;
-  ro.foreign_check_ms = 50;
+  ro.foreign_check_ms = check_ms;
   evs_runner *r = NULL;
   cr_assert_eq(evs_runner_create(&r, vw, &ro), 0);
   evs_projection p = EVS_PROJECTION_INIT;
@@ -67,27 +73,46 @@ Test(proj_foreign, runner_sees_another_process_s_appends) {
   p.handler = count_handler;
   cr_assert_eq(evs_runner_add(r, &p), 0);
   cr_assert_eq(evs_runner_start(r), 0);
+  /* One local event, applied, and time for the runner to go idle: it has
+   * looked at the log before the child appends. */
+  pu_append1(st, "near-1", "T", "{}");
+  cr_assert_eq(evs_runner_wait(r, "far", 1, 5000), 0, "%s", evs_last_error());
+  tu_sleep_ms(200);
   evs_sub *sub = NULL;
   cr_assert_eq(evs_sub_open(&sub, st, NULL), 0);
   evs_sub_batch b;
-  cr_assert_eq(evs_sub_next(sub, &b, 0), 0); /* caught up: empty log */
+  cr_assert_eq(evs_sub_next(sub, &b, 0), 1);
+  cr_assert_eq(b.caught_up, 1);
 
   cr_assert_eq(write(go[1], "g", 1), 1);
   int status;
   cr_assert_eq(waitpid(pid, &status, 0), pid);
   cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
-  /* The subscription sees them at its next look (here: the timeout). */
-  size_t got = 0;
-  for (int i = 0; i < 100 && got < 10; i++) {
-    int n = evs_sub_next(sub, &b, 100);
-    if (n > 0)
-      got += b.count;
+  uint64_t want = 11;
+  if (check_ms == UINT32_MAX) {
+    /* Nothing in this process looks at the log (a subscription's look
+     * would wake the runner too): not within 1.5 s, three looks of the
+     * default... */
+    cr_assert_eq(evs_runner_wait(r, "far", 11, 1500), EVS_ETIMEDOUT, "%s",
+                 evs_last_error());
+    /* ...but at this process's next commit. */
+    pu_append1(st, "near-2", "T", "{}");
+    want = 12;
+  } else {
+    /* The subscription sees them at its next look (here: the timeout). */
+    size_t got = 0;
+    for (int i = 0; i < 100 && got < 10; i++) {
+      int n = evs_sub_next(sub, &b, 100);
+      if (n > 0)
+        got += b.count;
+    }
+    cr_assert_eq(got, 10);
   }
-  cr_assert_eq(got, 10);
-  cr_assert_eq(evs_runner_wait(r, "far", 10, 5000), 0, "%s", evs_last_error());
+  cr_assert_eq(evs_runner_wait(r, "far", want, 5000), 0, "%s",
+               evs_last_error());
   pu_view v = pu_view_dump(vw, "far");
-  cr_assert_eq(v.n, 10);
+  cr_assert_eq(v.n, (size_t)want);
   pu_view_free(&v);
   evs_sub_close(sub);
   evs_runner_free(r);
@@ -95,6 +120,18 @@ Test(proj_foreign, runner_sees_another_process_s_appends) {
   evs_store_close(st);
   tu_rmrf(tu_dir);
   free(tu_dir);
+}
+
+Test(proj_foreign, runner_sees_another_process_s_appends) {
+  runner_sees_foreign_appends(50);
+}
+
+Test(proj_foreign, runner_sees_another_process_s_appends_by_default) {
+  runner_sees_foreign_appends(0);
+}
+
+Test(proj_foreign, runner_that_only_watches_local_commits) {
+  runner_sees_foreign_appends(UINT32_MAX);
 }
 
 /* ---- another process's tombstone ---------------------------------------- */
