@@ -24,6 +24,9 @@
 #include "evstore/evstore.h"
 
 #define BENCH_MAX_REPS 15
+/* --secs: the events of one timed append run are generated beforehand, in
+ * proportion to it. */
+#define BENCH_MAX_SECS 60
 
 /* ---- options and context ------------------------------------------------ */
 

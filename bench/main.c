@@ -75,7 +75,7 @@ static void usage(FILE *f) {
           "  --reps N         repetitions of each measurement (default 3)\n"
           "  --secs S         time budget of one timed append run (default "
           "1,\n"
-          "                   --quick 0.05)\n"
+          "                   --quick 0.05; at most 60)\n"
           "  --dir DIR        where the stores go (a temporary directory is\n"
           "                   made inside it and removed at the end);\n"
           "                   default $TMPDIR, else the current directory\n"
@@ -197,17 +197,23 @@ int main(int argc, char **argv) {
       c->opt.only = v;
     } else if (strcmp(a, "--reps") == 0) {
       NEED_ARG();
-      c->opt.reps = atoi(v);
-      if (c->opt.reps < 1 || c->opt.reps > BENCH_MAX_REPS) {
+      char *end;
+      errno = 0;
+      long n = strtol(v, &end, 10);
+      c->opt.reps =
+          errno || end == v || *end || n < 1 || n > BENCH_MAX_REPS ? 0 : (int)n;
+      if (c->opt.reps == 0) {
         fprintf(stderr, "evstore-bench: --reps must be 1..%d\n",
                 BENCH_MAX_REPS);
         return 2;
       }
     } else if (strcmp(a, "--secs") == 0) {
       NEED_ARG();
-      secs = atof(v);
-      if (!(secs > 0)) {
-        fprintf(stderr, "evstore-bench: --secs must be > 0\n");
+      char *end;
+      secs = strtod(v, &end);
+      if (end == v || *end || !(secs > 0 && secs <= BENCH_MAX_SECS)) {
+        fprintf(stderr, "evstore-bench: --secs must be a number in (0, %d]\n",
+                BENCH_MAX_SECS);
         return 2;
       }
     } else if (strcmp(a, "--evstored") == 0) {
