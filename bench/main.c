@@ -17,6 +17,7 @@
  * figure) and 2 on a usage error.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,11 +95,15 @@ static void usage(FILE *f) {
           "                   B-tree insert); by default the append\n"
           "                   scenario adds one batch-100 run with v4 ids\n"
           "  --list           list the scenarios and exit\n"
-          "  --help           this text\n"
+          "  --help, -h       this text\n"
           "\n"
           "scenarios:\n");
   for (size_t i = 0; i < NSCENARIOS; i++)
     fprintf(f, "  %-14s %s\n", scenarios[i].name, scenarios[i].title);
+  fprintf(f, "\n"
+             "exit status: 0 when no scenario failed (a skipped scenario, a\n"
+             "slow figure or a MISS target never fails the run), 1 when one\n"
+             "failed or the JSON could not be written, 2 on a usage error.\n");
 }
 
 static void on_signal(int sig) {
@@ -144,6 +149,47 @@ static int make_root(bench_ctx *c) {
   }
   c->root_is_temp = 1;
   return 0;
+}
+
+/*
+ * Checks before the run what is only used after it: a --json or --out path
+ * that cannot be written would otherwise fail after every scenario ran.
+ * The check writes: a file or directory it had to create is removed again,
+ * an existing file is opened for appending, not truncated.
+ */
+static int writable_path(const char *opt, const char *path, int is_dir) {
+  struct stat st;
+  int exists = stat(path, &st) == 0;
+  int ok;
+  if (exists && (is_dir ? !S_ISDIR(st.st_mode) : S_ISDIR(st.st_mode))) {
+    errno = is_dir ? ENOTDIR : EISDIR;
+    ok = 0;
+  } else if (!is_dir) {
+    int fd = open(
+        path, exists ? O_WRONLY | O_APPEND : O_WRONLY | O_CREAT | O_EXCL, 0644);
+    ok = fd >= 0;
+    if (ok) {
+      close(fd);
+      if (!exists)
+        unlink(path);
+    }
+  } else if (!exists) {
+    ok = mkdir(path, 0755) == 0;
+    if (ok)
+      rmdir(path);
+  } else {
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/.evstore-bench-XXXXXX", path);
+    int fd = mkstemp(probe);
+    ok = fd >= 0;
+    if (ok) {
+      close(fd);
+      unlink(probe);
+    }
+  }
+  if (!ok)
+    fprintf(stderr, "evstore-bench: %s %s: %s\n", opt, path, strerror(errno));
+  return ok;
 }
 
 static int known_scenario(const char *list) {
@@ -261,6 +307,22 @@ int main(int argc, char **argv) {
     return 2;
   c->opt.secs = !isnan(secs) ? secs : c->opt.quick ? 0.05 : 1.0;
   c->opt.charts = !no_charts && (!c->opt.quick || out_given);
+  if (c->opt.json && !writable_path("--json", c->opt.json, 0))
+    return 2;
+  if (c->opt.charts &&
+      !writable_path("--out", c->opt.out_dir ? c->opt.out_dir : "bench-results",
+                     1))
+    return 2;
+  if (c->opt.peers_log && access(c->opt.peers_log, R_OK) != 0) {
+    fprintf(stderr, "evstore-bench: --peers-log %s: %s\n", c->opt.peers_log,
+            strerror(errno));
+    return 2;
+  }
+  if (c->opt.evstored && access(c->opt.evstored, X_OK) != 0) {
+    fprintf(stderr, "evstore-bench: --evstored %s: %s\n", c->opt.evstored,
+            strerror(errno));
+    return 2;
+  }
   if (c->opt.only && strstr(c->opt.only, "peers") && !c->opt.peers_log)
     c->opt.peers = 1;
 

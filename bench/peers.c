@@ -147,7 +147,9 @@ void sc_peers(bench_ctx *c) {
            env && *env ? env : EVS_BENCH_REPO_DIR "/../shared/peers");
   snprintf(script, sizeof script, "%s/run-all.sh", dir);
   if (access(script, R_OK) != 0) {
-    bench_skip(c, "peers", "run-all.sh not found (set EVS_PEERS_DIR)");
+    /* --peers asked for them: a missing script is an error, not a skip. */
+    bench_fail(c, "peers", "%s: %s (set EVS_PEERS_DIR)", script,
+               strerror(errno));
     return;
   }
   const char *out = c->opt.out_dir ? c->opt.out_dir : "bench-results";

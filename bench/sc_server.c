@@ -1154,7 +1154,12 @@ void sc_server(bench_ctx *c) {
               "evstored not found or not executable at %s (build it, or "
               "pass --evstored PATH)",
               exe);
-    bench_skip(c, "server", why);
+    /* A server named explicitly and missing is an error, not a skip. */
+    const char *env = getenv("EVS_BENCH_EVSTORED");
+    if ((c->opt.evstored && *c->opt.evstored) || (env && *env))
+      bench_fail(c, "server", "%s", why);
+    else
+      bench_skip(c, "server", why);
     return;
   }
   bench_log("server: %s", exe);
