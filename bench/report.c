@@ -418,41 +418,59 @@ static void json_num(FILE *f, double v) {
     fprintf(f, "%.10g", v);
 }
 
+static void json_result(FILE *f, const bench_result *r) {
+  fprintf(f, "  {\"scenario\":");
+  bench_json_str(f, r->scenario);
+  fprintf(f, ",\"metric\":");
+  bench_json_str(f, r->metric);
+  fprintf(f, ",\"value\":");
+  json_num(f, r->value);
+  fprintf(f, ",\"unit\":");
+  bench_json_str(f, r->unit);
+  fprintf(f, ",\"reference\":");
+  if (r->reference[0])
+    bench_json_str(f, r->reference);
+  else
+    fputs("null", f);
+  fprintf(f, ",\"ratio\":");
+  json_num(f, r->ratio);
+  fprintf(f, ",\"ref_value\":");
+  json_num(f, r->ref_value);
+  fprintf(f, ",\"min\":");
+  json_num(f, r->min);
+  fprintf(f, ",\"max\":");
+  json_num(f, r->max);
+  fprintf(f, ",\"reps\":%d,\"note\":", r->reps);
+  bench_json_str(f, r->note);
+  fputc('}', f);
+}
+
+/* A figure: a finite value. Skips, errors and figures without a value (no
+ * sample) go to "skipped", so that every "value" in "results" is a number. */
+static int json_is_figure(const bench_result *r) {
+  return isfinite(r->value) && strcmp(r->metric, "skipped") != 0 &&
+         strcmp(r->metric, "error") != 0;
+}
+
 int bench_write_json(bench_ctx *c, const char *path) {
   FILE *f = fopen(path, "w");
   if (f == NULL)
     return -errno;
   fprintf(f, "{\n\"machine\": ");
   bench_machine_json(c, f);
-  fprintf(f, ",\n\"results\": [\n");
-  for (size_t i = 0; i < c->nres; i++) {
-    const bench_result *r = &c->res[i];
-    fprintf(f, "  {\"scenario\":");
-    bench_json_str(f, r->scenario);
-    fprintf(f, ",\"metric\":");
-    bench_json_str(f, r->metric);
-    fprintf(f, ",\"value\":");
-    json_num(f, r->value);
-    fprintf(f, ",\"unit\":");
-    bench_json_str(f, r->unit);
-    fprintf(f, ",\"reference\":");
-    if (r->reference[0])
-      bench_json_str(f, r->reference);
-    else
-      fputs("null", f);
-    fprintf(f, ",\"ratio\":");
-    json_num(f, r->ratio);
-    fprintf(f, ",\"ref_value\":");
-    json_num(f, r->ref_value);
-    fprintf(f, ",\"min\":");
-    json_num(f, r->min);
-    fprintf(f, ",\"max\":");
-    json_num(f, r->max);
-    fprintf(f, ",\"reps\":%d,\"note\":", r->reps);
-    bench_json_str(f, r->note);
-    fprintf(f, "}%s\n", i + 1 < c->nres ? "," : "");
+  for (int pass = 0; pass < 2; pass++) {
+    fprintf(f, ",\n\"%s\": [\n", pass == 0 ? "results" : "skipped");
+    int first = 1;
+    for (size_t i = 0; i < c->nres; i++) {
+      if (json_is_figure(&c->res[i]) != (pass == 0))
+        continue;
+      fputs(first ? "" : ",\n", f);
+      json_result(f, &c->res[i]);
+      first = 0;
+    }
+    fputs(first ? "]" : "\n]", f);
   }
-  fprintf(f, "],\n\"targets\": [\n");
+  fprintf(f, ",\n\"targets\": [\n");
   target_eval t[24];
   int n = eval_targets(c, t, 24);
   for (int i = 0; i < n; i++) {
@@ -472,6 +490,8 @@ int bench_write_json(bench_ctx *c, const char *path) {
   int rc = ferror(f) ? -EIO : 0;
   if (fclose(f) != 0 && rc == 0)
     rc = -errno;
+  if (rc)
+    unlink(path); /* no truncated JSON left behind */
   return rc;
 }
 
