@@ -1,7 +1,7 @@
 /*
  * evstore-bench — the benchmark harness of evstore.
  *
- *   evstore-bench            every scenario (well under 20 minutes here)
+ *   evstore-bench            every scenario (15-25 minutes here, more with --peers)
  *   evstore-bench --quick    small sizes, under a minute: a CI smoke test
  *                            (it checks that everything runs, never speed)
  *
@@ -330,6 +330,8 @@ int main(int argc, char **argv) {
     return 2;
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
+  signal(SIGHUP, on_signal);
+  signal(SIGPIPE, on_signal); /* e.g. piped into head: clean up too */
 
   bench_machine_start(c);
   fprintf(stderr, "evstore-bench%s: stores in %s\n",

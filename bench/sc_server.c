@@ -290,6 +290,7 @@ typedef struct tc_shared {
   int depth;    /* appends in flight per client (TCP only) */
   const uint8_t *pool;
   unsigned npool;
+  int ids_v4; /* random UUIDv4 ids (--ids v4) instead of UUIDv7 */
 } tc_shared;
 
 typedef struct tc_thread {
@@ -316,7 +317,10 @@ static void tc_fill(tc_thread *th, evs_event_data *ed, size_t n,
   const tc_shared *sh = th->sh;
   for (size_t i = 0; i < n; i++) {
     memset(&ed[i], 0, sizeof ed[i]);
-    bench_uuid4(&ed[i].id, rng);
+    if (sh->ids_v4)
+      bench_uuid4(&ed[i].id, rng);
+    else
+      evs_uuid_v7(&ed[i].id); /* as a client library would make it */
     ed[i].type = BENCH_TYPE;
     ed[i].data =
         sh->pool + (size_t)(bench_rng(rng) % sh->npool) * BENCH_DATA_SIZE;
@@ -459,6 +463,7 @@ static int tc_run(bench_ctx *c, const char *scen, const char *addr, int clients,
   sh.depth = depth;
   sh.pool = pool;
   sh.npool = npool;
+  sh.ids_v4 = c->opt.ids_v4;
   char dir[4200] = "";
   if (addr == NULL) {
     evs_store_options so = EVS_STORE_OPTIONS_INIT;
