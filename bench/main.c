@@ -1,9 +1,9 @@
 /*
  * evstore-bench — the benchmark harness of evstore.
  *
- *   evstore-bench            every scenario (15-25 minutes here, more with --peers)
- *   evstore-bench --quick    small sizes, under a minute: a CI smoke test
- *                            (it checks that everything runs, never speed)
+ *   evstore-bench            every scenario (15-25 minutes here, more with
+ * --peers) evstore-bench --quick    small sizes, under a minute: a CI smoke
+ * test (it checks that everything runs, never speed)
  *
  * Prints a table of events/s, MB/s and latency percentiles, each figure with
  * its ratio to a reference measured in the same run, then the targets as
@@ -107,10 +107,15 @@ static void usage(FILE *f) {
 }
 
 static void on_signal(int sig) {
-  /* Best effort: remove the scratch stores, then die of the signal. */
+  /* Best effort: remove the scratch stores, then die of the signal. (The
+   * handler runs with every signal blocked, so two signals cannot both
+   * start removing.) */
   static const char msg[] = "\nevstore-bench: interrupted, removing the "
                             "stores\n";
-  if (write(2, msg, sizeof msg - 1) < 0) {
+  static const char kept[] = "\nevstore-bench: interrupted\n";
+  if ((ctx.root_is_temp && !ctx.opt.keep
+           ? write(2, msg, sizeof msg - 1)
+           : write(2, kept, sizeof kept - 1)) < 0) {
     /* nothing to do */
   }
   if (bench_child_pid > 0)
@@ -328,10 +333,14 @@ int main(int argc, char **argv) {
 
   if (make_root(c))
     return 2;
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
-  signal(SIGHUP, on_signal);
-  signal(SIGPIPE, on_signal); /* e.g. piped into head: clean up too */
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigfillset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+  sigaction(SIGPIPE, &sa, NULL); /* e.g. piped into head: clean up too */
 
   bench_machine_start(c);
   fprintf(stderr, "evstore-bench%s: stores in %s\n",

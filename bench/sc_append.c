@@ -118,6 +118,10 @@ static size_t ap_nmax(const bench_ctx *c, const ap_cfg *a) {
   else if (a->data >= 1024)
     rate /= 3;
   double n = rate * c->opt.secs;
+  /* A run stops when the events run out: bound what is generated (about
+   * 300 bytes each, payloads shared) whatever --secs says. */
+  if (n > 4e6)
+    n = 4e6;
   if (n < (double)a->batch * 4)
     n = (double)a->batch * 4;
   return (size_t)n;
@@ -451,7 +455,7 @@ static int gc_once(bench_ctx *c, evs_durability dur, int T, const char *scen,
 /*
  * The thread counts run interleaved: repetition r runs every count once, one
  * right after the other, so that each ratio to the 1-thread rate compares
- * runs minutes apart at most, not a whole scenario apart (the disk's flush
+ * runs seconds apart, not a whole scenario apart (the disk's flush
  * rate drifts by several times within minutes on a shared machine).
  */
 static void gc_run(bench_ctx *c, evs_durability dur, const int *threads,

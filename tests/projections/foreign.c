@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "projutil.h"
+#include "store/internal.h" /* c_waiters: the runner is asleep */
 #include "testutil.h"
 
 TestSuite(proj_foreign, .init = tu_setup_dir, .timeout = 60);
@@ -73,11 +74,15 @@ static void runner_sees_foreign_appends(uint32_t check_ms) {
   p.handler = count_handler;
   cr_assert_eq(evs_runner_add(r, &p), 0);
   cr_assert_eq(evs_runner_start(r), 0);
-  /* One local event, applied, and time for the runner to go idle: it has
+  /* One local event, applied, and the runner asleep in its wait: it has
    * looked at the log before the child appends. */
   pu_append1(st, "near-1", "T", "{}");
   cr_assert_eq(evs_runner_wait(r, "far", 1, 5000), 0, "%s", evs_last_error());
-  tu_sleep_ms(200);
+  for (int i = 0;
+       i < 1000 && !__atomic_load_n(&st->c_waiters, __ATOMIC_SEQ_CST); i++)
+    tu_sleep_ms(5);
+  cr_assert_gt(__atomic_load_n(&st->c_waiters, __ATOMIC_SEQ_CST), 0,
+               "the runner never went to sleep");
   evs_sub *sub = NULL;
   cr_assert_eq(evs_sub_open(&sub, st, NULL), 0);
   evs_sub_batch b;
@@ -91,9 +96,8 @@ static void runner_sees_foreign_appends(uint32_t check_ms) {
 
   uint64_t want = 11;
   if (check_ms == UINT32_MAX) {
-    /* Nothing in this process looks at the log (a subscription's look
-     * would wake the runner too): not within 1.5 s, three looks of the
-     * default... */
+    /* Nothing wakes the runner but a local commit: not within 1.5 s,
+     * three looks of the default... */
     cr_assert_eq(evs_runner_wait(r, "far", 11, 1500), EVS_ETIMEDOUT, "%s",
                  evs_last_error());
     /* ...but at this process's next commit. */
