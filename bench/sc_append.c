@@ -503,6 +503,17 @@ static void gc_run(bench_ctx *c, evs_durability dur, const int *threads,
              T, secs, bench_dur_name(dur));
     bench_emit_meas(c, scen[ti], &m[ti], T == 1 || !base ? NULL : "1-thread",
                     T == 1 ? NULL : base, note);
+    if (T != 1 && base) {
+      /* The ratio within each repetition (its runs seconds apart): how much
+       * of the spread is the disk's drift. */
+      double rr[BENCH_MAX_REPS];
+      int nr = m[ti].reps < base->reps ? m[ti].reps : base->reps;
+      for (int r = 0; r < nr; r++)
+        rr[r] = base->eps[r] > 0 ? m[ti].eps[r] / base->eps[r] : NAN;
+      bench_emit(c, scen[ti], "ratio per repetition", "x",
+                 bench_stat_of(rr, nr), NULL, NAN,
+                 "events/s over the 1-thread rate of the same repetition");
+    }
     bench_emit(c, scen[ti], "events/commit", "events/commit",
                bench_stat_of(epc[ti], m[ti].reps), NULL, NAN,
                "appends per LMDB commit (one fsync pair each)");
