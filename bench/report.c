@@ -156,8 +156,8 @@ static void print_group(const bench_ctx *c, const char *scen, FILE *f, int md) {
               r->reference[0] ? ra : "");
     } else {
       char line[256];
-      if (strcmp(r->unit, "x") == 0)
-        BENCH_FMT(line, "%s", r->metric);
+      if (strcmp(r->unit, "x") == 0 && r->reference[0])
+        BENCH_FMT(line, "%s", r->metric); /* the ratio follows */
       else
         BENCH_FMT(line, "%s: %s", r->metric, val);
       fprintf(f, "%-44s   %-42s", eps ? "" : scen, line);
