@@ -29,13 +29,11 @@ static int count_handler(evs_view_txn *t, const evs_event *ev, void *p) {
 }
 
 /*
- * A child appends 10 events; this process only reads. check_ms is the
- * runner's foreign_check_ms: 0 (the default, once a second), a short
- * interval, or UINT32_MAX (local commits only: the runner then sees the
- * events at this process's next commit, not before).
+ * Forks a child that waits for a byte on the pipe, opens the store itself
+ * (LMDB handles never cross fork()), runs `work` (0 = success, else the
+ * exit status) and exits. Returns the child's pid; the parent keeps go[1].
  */
-static void runner_sees_foreign_appends(uint32_t check_ms) {
-  int go[2];
+static pid_t fork_writer(int go[2], int (*work)(evs_store *s)) {
   cr_assert_eq(pipe(go), 0);
   fflush(NULL);
   pid_t pid = fork();
@@ -50,19 +48,39 @@ static void runner_sees_foreign_appends(uint32_t check_ms) {
     evs_store *s = NULL;
     if (evs_store_open(&s, tu_dir, &o) != 0)
       _exit(2);
-    for (int i = 0; i < 10; i++) {
-      evs_event_data ev;
-      memset(&ev, 0, sizeof ev);
-      ev.type = "FromAfar";
-      ev.data = "{}";
-      ev.data_len = 2;
-      if (evs_append(s, "far-1", EVS_EXPECT_ANY, &ev, 1, NULL) != 0)
-        _exit(3);
-    }
+    int rc = work(s);
     evs_store_close(s);
-    _exit(0);
+    _exit(rc);
   }
   close(go[0]);
+  return pid;
+}
+
+static int append_far(evs_store *s, const char *stream) {
+  evs_event_data ev;
+  memset(&ev, 0, sizeof ev);
+  ev.type = "FromAfar";
+  ev.data = "{}";
+  ev.data_len = 2;
+  return evs_append(s, stream, EVS_EXPECT_ANY, &ev, 1, NULL) != 0;
+}
+
+static int ten_far_appends(evs_store *s) {
+  for (int i = 0; i < 10; i++)
+    if (append_far(s, "far-1"))
+      return 3;
+  return 0;
+}
+
+/*
+ * A child appends 10 events; this process only reads. check_ms is the
+ * runner's foreign_check_ms: 0 (the default, once a second), a short
+ * interval, or UINT32_MAX (local commits only: the runner then sees the
+ * events at this process's next commit, not before).
+ */
+static void runner_sees_foreign_appends(uint32_t check_ms) {
+  int go[2];
+  pid_t pid = fork_writer(go, ten_far_appends);
   evs_store *st = pu_open_store(tu_dir);
   evs_views *vw = pu_open_views(st, NULL);
   evs_runner_options ro = EVS_RUNNER_OPTIONS_INIT;
@@ -169,6 +187,12 @@ static void wait_caught_up(far_state *f) {
                "the run never reached the head");
 }
 
+static int tombstone_then_append(evs_store *s) {
+  if (evs_stream_delete(s, "doomed-1", EVS_EXPECT_ANY, 1) != 0)
+    return 3;
+  return append_far(s, "other-1") ? 4 : 0;
+}
+
 /*
  * A child process tombstones the stream this process's subscriptions
  * follow, then appends one event to another stream. The tombstone writes no
@@ -180,33 +204,7 @@ static void wait_caught_up(far_state *f) {
  */
 Test(proj_foreign, another_process_s_tombstone_ends_stream_subscriptions) {
   int go[2];
-  cr_assert_eq(pipe(go), 0);
-  fflush(NULL);
-  pid_t pid = fork();
-  cr_assert_neq(pid, -1);
-  if (pid == 0) {
-    close(go[1]);
-    char c;
-    if (read(go[0], &c, 1) != 1)
-      _exit(1);
-    evs_store_options o = EVS_STORE_OPTIONS_INIT;
-    o.durability = EVS_NOSYNC;
-    evs_store *s = NULL;
-    if (evs_store_open(&s, tu_dir, &o) != 0)
-      _exit(2);
-    if (evs_stream_delete(s, "doomed-1", EVS_EXPECT_ANY, 1) != 0)
-      _exit(3);
-    evs_event_data ev;
-    memset(&ev, 0, sizeof ev);
-    ev.type = "FromAfar";
-    ev.data = "{}";
-    ev.data_len = 2;
-    if (evs_append(s, "other-1", EVS_EXPECT_ANY, &ev, 1, NULL) != 0)
-      _exit(4);
-    evs_store_close(s);
-    _exit(0);
-  }
-  close(go[0]);
+  pid_t pid = fork_writer(go, tombstone_then_append);
   evs_store *st = pu_open_store(tu_dir);
   pu_append1(st, "doomed-1", "T", "{}");
   pu_append1(st, "doomed-1", "T", "{}");
