@@ -580,7 +580,7 @@ int evs_runner_create(evs_runner **out, evs_views *v,
   r->max_events = o.max_batch_events ? o.max_batch_events : 512;
   r->max_bytes = o.max_batch_bytes ? o.max_batch_bytes : 4u * 1024 * 1024;
   if (o.foreign_check_ms == 0)
-    r->idle_ms = 1000;
+    r->idle_ms = EVS__FOREIGN_CHECK_MS;
   else if (o.foreign_check_ms == UINT32_MAX)
     r->idle_ms = -1;
   else

@@ -513,7 +513,7 @@ int evs_sub_run(evs_sub *sub, const evs_sub_callbacks *cbs, void *payload) {
     /* Commits of this process wake the wait at once; another process's are
      * found when it times out and looks at the log, as in
      * evs_sub_run_many(). */
-    int rc = evs_sub_next(sub, &b, 1000);
+    int rc = evs_sub_next(sub, &b, EVS__FOREIGN_CHECK_MS);
     if (rc == EVS_ETIMEDOUT)
       continue;
     if (rc < 0)
@@ -590,7 +590,7 @@ int evs_sub_run_many(evs_sub *const *subs, const evs_sub_callbacks *const *cbs,
       evs__clear_error();
     }
     if (running > 0 && !progressed)
-      evs__wait_seq(s, seq, 1000);
+      evs__wait_seq(s, seq, EVS__FOREIGN_CHECK_MS);
   }
   free(st);
   if (first_err)

@@ -96,6 +96,11 @@ static inline int evs__an_lmdb_err(int rc) {
 
 /* ---- validation and helpers -------------------------------------------- */
 
+/* How often an idle subscription runner or projection looks at the log for
+ * other processes' commits (LMDB has no cross-process notification; this
+ * process's own commits wake it at once). */
+#define EVS__FOREIGN_CHECK_MS 1000
+
 /* 1 if [s, s+len) is well-formed UTF-8 (no overlongs, no surrogates). */
 int evs__utf8_valid(const void *s, size_t len);
 /* Checks a stream or type name. Returns 0 or EVS_EBADNAME/EVS_EINVAL. */
