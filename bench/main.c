@@ -1,9 +1,10 @@
 /*
  * evstore-bench — the benchmark harness of evstore.
  *
- *   evstore-bench            every scenario (15-25 minutes here, more with
- * --peers) evstore-bench --quick    small sizes, under a minute: a CI smoke
- * test (it checks that everything runs, never speed)
+ *   evstore-bench            every scenario (15-25 minutes; more with
+ *                            --peers)
+ *   evstore-bench --quick    small sizes, under a minute: a CI smoke test
+ *                            (it checks that everything runs, never speed)
  *
  * Prints a table of events/s, MB/s and latency percentiles, each figure with
  * its ratio to a reference measured in the same run, then the targets as
