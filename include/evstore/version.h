@@ -10,8 +10,10 @@
 #define EVS_VERSION_STRING "0.1.0"
 
 /* Version of the on-disk format written by this library (2: stream records
- * carry a checksum). */
-#define EVS_FORMAT_VERSION 2
+ * carry a checksum; 3: an append no longer rewrites its stream's record, the
+ * head is the last entry of the stream's index). Format 2 stores open, and
+ * are marked format 3 by the first writable open. */
+#define EVS_FORMAT_VERSION 3
 
 #if defined(__GNUC__) || defined(__clang__)
 #define EVS_EXTERN __attribute__((visibility("default")))

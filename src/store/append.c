@@ -106,6 +106,7 @@ typedef struct evs__batch {
   /* Cursors kept for the transaction: appends at the end of `events` (and
    * of `ids` for time-ordered ids) then skip the B-tree search. */
   MDB_cursor *c_events, *c_ids;
+  MDB_cursor *c_sidx; /* stream_index, for the streams' heads */
   /* The largest key of `ids` (or above it): an id greater than this one is
    * not stored, and goes in with MDB_APPEND. 0 = not loaded, 1 = loaded,
    * 2 = the database is empty. */
@@ -648,7 +649,13 @@ static int evs__check_part(evs__batch *b, evs__req *r, size_t p,
   evs_store *s = b->s;
   evs_append_part *pt = &r->parts[p];
   size_t nlen = r->name_len[p];
-  int rc = evs__stream_get(s, b->txn, pt->stream, nlen, &ps->st);
+  int rc = 0;
+  if (b->c_sidx == NULL &&
+      (rc = mdb_cursor_open(b->txn, s->db_stream_index, &b->c_sidx))) {
+    *fatal = evs__lmdb_err(rc);
+    return *fatal;
+  }
+  rc = evs__stream_get_at(s, b->txn, b->c_sidx, pt->stream, nlen, &ps->st);
   if (rc == 0) {
     ps->exists = 1;
   } else if (rc == EVS_ENOSTREAM) {
@@ -785,6 +792,10 @@ static int evs__write_part(evs__batch *b, evs__req *r, size_t p,
   if (!ps->exists && (rc = evs__new_stream(b, pt->stream, nlen, &ps->st)))
     return rc;
   evs__stream_rec *st = &ps->st;
+  /* The record is written only when it changes: a new stream, or one
+   * recreated after a soft delete. Otherwise the new head is the last
+   * entry of the stream's list (evs__stream_head). */
+  int put_record = !ps->exists || (st->flags & EVS_STREAM_DELETED);
   st->flags &= ~EVS_STREAM_DELETED;
   int64_t base = st->last_version + 1;
   uint8_t sk[8];
@@ -864,7 +875,7 @@ static int evs__write_part(evs__batch *b, evs__req *r, size_t p,
   st->last_version = base + (int64_t)pt->count - 1;
   st->last_position = b->next_pos - 1;
   st->last_ts = b->ts;
-  if ((rc = evs__put_stream(b, pt->stream, nlen, st)))
+  if (put_record && (rc = evs__put_stream(b, pt->stream, nlen, st)))
     return rc;
   pt->result.first_version = base;
   pt->result.last_version = st->last_version;
@@ -1098,7 +1109,9 @@ static int evs__batch_try(evs_store *s, evs__req **reqs, size_t n,
     mdb_cursor_close(b->c_events);
   if (b->c_ids)
     mdb_cursor_close(b->c_ids);
-  b->c_events = b->c_ids = NULL;
+  if (b->c_sidx)
+    mdb_cursor_close(b->c_sidx);
+  b->c_events = b->c_ids = b->c_sidx = NULL;
   evs__batch_free(b);
   if (rc) {
     mdb_txn_abort(b->txn);

@@ -159,6 +159,7 @@ typedef struct evs__stream_rec {
   int64_t last_ts;
   const void *custom;
   size_t custom_len;
+  int head_moved; /* not stored: evs__stream_head found a newer head */
 } evs__stream_rec;
 
 #define EVS__MAX_CUSTOM_META (64u * 1024u)
@@ -330,9 +331,24 @@ void evs__cctx_put(evs_store *s, void *cctx);
 /* Head of the log as seen by `txn` (0 if empty) and its timestamp. */
 int evs__log_head(evs_store *s, MDB_txn *txn, uint64_t *pos, int64_t *ts);
 
-/* Look up a stream record by name in txn. Returns 0, EVS_ENOSTREAM or err. */
+/* Look up a stream record by name in txn, with its head (evs__stream_head).
+ * Returns 0, EVS_ENOSTREAM or err. The _at form reads the head through `c`,
+ * a cursor on stream_index (NULL: one of its own). */
 int evs__stream_get(evs_store *s, MDB_txn *txn, const char *name, size_t len,
                     evs__stream_rec *out);
+int evs__stream_get_at(evs_store *s, MDB_txn *txn, MDB_cursor *c,
+                       const char *name, size_t len, evs__stream_rec *out);
+/*
+ * Completes a record decoded from `streams` with the stream's head. Since
+ * format 3 an append does not rewrite its stream's record: the head is the
+ * last entry of the stream's stream_index list, checked against the event
+ * it names, and the record's last_version / last_position / last_ts are
+ * what they were when the record was last written (creation, delete,
+ * metadata, compaction). With no list (every event compacted away) the
+ * record's values stand. Sets head_moved when the list is ahead of them.
+ */
+int evs__stream_head(evs_store *s, MDB_txn *txn, MDB_cursor *c,
+                     evs__stream_rec *st);
 
 /* Resolve a type or category id to its name (slices into the map). */
 int evs__type_name(evs_store *s, MDB_txn *txn, uint64_t tid, evs_slice *out);

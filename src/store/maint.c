@@ -1,6 +1,7 @@
 /*
  * evstore — maintenance: stats, the verify pass and compaction.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,6 +271,14 @@ int evs_store_verify(evs_store *s, evs_verify_report *out, evs_verify_cb cb,
         evs__problem(&v, "stream '%.*s': id %llu does not map back to it",
                      (int)(k.mv_size > 255 ? 255 : k.mv_size),
                      (const char *)k.mv_data, (unsigned long long)st.stream_id);
+      /* The record's head may lag its list (evs__stream_head), never
+       * lead it, and the list's last entry must name the event there. */
+      if (ic != NULL && evs__stream_head(s, txn, ic, &st) != 0) {
+        evs__problem(&v, "stream '%.*s': %s",
+                     (int)(k.mv_size > 255 ? 255 : k.mv_size),
+                     (const char *)k.mv_data, evs_last_error());
+        continue;
+      }
       if (ic == NULL || st.last_version < 0)
         continue;
       uint8_t kb[8];
@@ -495,6 +504,11 @@ int evs__apply_compact(evs_store *s, MDB_txn *txn, void *state, int *req_rc) {
       *req_rc = evs__err(EVS_ECORRUPT, "a stream record is corrupt");
       return 0;
     }
+    if ((rc = evs__stream_head(s, txn, NULL, &st)) != 0) {
+      mdb_cursor_close(c);
+      *req_rc = rc;
+      return 0;
+    }
     /* Remember where we are before touching other databases. */
     memcpy(cs->p_resume, k.mv_data, k.mv_size);
     cs->p_resume_len = k.mv_size;
@@ -503,6 +517,28 @@ int evs__apply_compact(evs_store *s, MDB_txn *txn, void *state, int *req_rc) {
         (st.flags & (EVS_STREAM_TOMBSTONED | EVS_STREAM_DELETED)) ||
         st.max_count || st.max_age_sec || st.truncate_before > 0 ||
         st.start_version > 0;
+    if (restricted && st.head_moved) {
+      /* Compaction may remove the stream's last entries: the record then
+       * holds its head (see evs__stream_head), so bring it up to date.
+       * The key and value are copied first: both point into the page the
+       * put rewrites. */
+      size_t n = evs__stream_rec_size(&st);
+      void *buf = malloc(n);
+      if (buf == NULL) {
+        mdb_cursor_close(c);
+        return ENOMEM;
+      }
+      evs__stream_rec_encode(buf, &st);
+      MDB_val nk = { cs->p_resume_len, cs->p_resume }, nv = { n, buf };
+      rc = mdb_cursor_put(c, &nk, &nv, MDB_CURRENT);
+      free(buf);
+      if (rc) {
+        mdb_cursor_close(c);
+        return rc;
+      }
+      st.custom = NULL; /* pointed into the old value */
+      st.custom_len = 0;
+    }
     if (restricted) {
       int more = 0;
       int crc = evs__compact_stream(s, txn, &st, head, &budget, &cs->p_removed,

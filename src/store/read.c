@@ -1408,6 +1408,8 @@ int evs_streams_next(evs_stream_iter *it, evs_slice *name,
     evs__stream_rec st;
     if (evs__stream_rec_decode(&st, v.mv_data, v.mv_size))
       return it->state = evs__err(EVS_ECORRUPT, "stream record corrupt");
+    if ((rc = evs__stream_head(it->s, it->txn, NULL, &st)) != 0)
+      return it->state = rc;
     if (k.mv_size <= EVS_MAX_NAME_LEN) {
       memcpy(it->last, k.mv_data, k.mv_size);
       it->last_len = k.mv_size;

@@ -353,6 +353,21 @@ static int evs__check_format(evs_store *s, MDB_txn *txn, int writable) {
                     fmt, EVS_FORMAT_VERSION);
   if (fmt == 0)
     return evs__err(EVS_ECORRUPT, "format record is 0");
+  if (fmt == 2) {
+    /* Format 2's stream records hold their heads exactly, which format 3
+     * reads as well; but once format 3 has appended, a format-2 library
+     * would take the records' stale heads for the truth: mark the store. */
+    if (!writable)
+      return 0;
+    uint8_t buf[4];
+    evs__put_be32(buf, EVS_FORMAT_VERSION);
+    MDB_val fv = { 4, buf };
+    rc = mdb_put(txn, s->db_meta, &k, &fv, 0);
+    if (rc)
+      return evs__err(evs__lmdb_err(rc), "writing the format record: %s",
+                      mdb_strerror(rc));
+    return 0;
+  }
   if (fmt < EVS_FORMAT_VERSION)
     return evs__err(EVS_EFORMAT,
                     "store format %u is a development format older than "
@@ -725,8 +740,68 @@ int evs__log_head(evs_store *s, MDB_txn *txn, uint64_t *pos, int64_t *ts) {
   return 0;
 }
 
-int evs__stream_get(evs_store *s, MDB_txn *txn, const char *name, size_t len,
-                    evs__stream_rec *out) {
+int evs__stream_head(evs_store *s, MDB_txn *txn, MDB_cursor *c,
+                     evs__stream_rec *st) {
+  MDB_cursor *own = NULL;
+  int rc;
+  st->head_moved = 0;
+  if (c == NULL) {
+    if ((rc = mdb_cursor_open(txn, s->db_stream_index, &own)))
+      return evs__err(evs__lmdb_err(rc), "cursor: %s", mdb_strerror(rc));
+    c = own;
+  }
+  uint8_t kb[8];
+  evs__put_be64(kb, st->stream_id);
+  MDB_val k = { 8, kb }, v;
+  rc = mdb_cursor_get(c, &k, &v, MDB_SET);
+  if (rc == 0)
+    rc = mdb_cursor_get(c, &k, &v, MDB_LAST_DUP);
+  if (own)
+    mdb_cursor_close(own);
+  if (rc == MDB_NOTFOUND)
+    return 0; /* no events left in the index: the record holds the head */
+  if (rc)
+    return evs__err(evs__lmdb_err(rc), "reading a stream's head: %s",
+                    mdb_strerror(rc));
+  if (v.mv_size != 16)
+    return evs__err(EVS_ECORRUPT, "stream index entry of %zu bytes",
+                    v.mv_size);
+  int64_t ver = (int64_t)evs__get_be64(v.mv_data);
+  uint64_t pos = evs__get_be64((const uint8_t *)v.mv_data + 8);
+  if (ver < st->last_version || ver < 0)
+    return evs__err(EVS_ECORRUPT,
+                    "stream id %llu: its index ends at version %lld, before "
+                    "its record's %lld",
+                    (unsigned long long)st->stream_id, (long long)ver,
+                    (long long)st->last_version);
+  if (ver == st->last_version && pos == st->last_position)
+    return 0;
+  /* The index entry carries no checksum: the event it names must be the
+   * stream's, at that version (and gives the head's commit time). */
+  uint8_t pk[8];
+  evs__put_be64(pk, pos);
+  MDB_val ek = { 8, pk }, ev;
+  evs__record r;
+  rc = mdb_get(txn, s->db_events, &ek, &ev);
+  if (rc && rc != MDB_NOTFOUND)
+    return evs__err(evs__lmdb_err(rc), "reading a stream's head: %s",
+                    mdb_strerror(rc));
+  if (rc || evs__record_peek(&r, ev.mv_data, ev.mv_size) ||
+      r.stream_id != st->stream_id || (int64_t)r.version != ver)
+    return evs__err(EVS_ECORRUPT,
+                    "stream id %llu: its index head (version %lld at "
+                    "position %llu) does not match the event there",
+                    (unsigned long long)st->stream_id, (long long)ver,
+                    (unsigned long long)pos);
+  st->last_version = ver;
+  st->last_position = pos;
+  st->last_ts = r.timestamp_ns;
+  st->head_moved = 1;
+  return 0;
+}
+
+int evs__stream_get_at(evs_store *s, MDB_txn *txn, MDB_cursor *c,
+                       const char *name, size_t len, evs__stream_rec *out) {
   MDB_val k = { len, (void *)name }, v;
   int rc = mdb_get(txn, s->db_streams, &k, &v);
   if (rc == MDB_NOTFOUND)
@@ -736,7 +811,12 @@ int evs__stream_get(evs_store *s, MDB_txn *txn, const char *name, size_t len,
   if (evs__stream_rec_decode(out, v.mv_data, v.mv_size))
     return evs__err(EVS_ECORRUPT, "stream record of '%.*s' does not decode",
                     (int)len, name);
-  return 0;
+  return evs__stream_head(s, txn, c, out);
+}
+
+int evs__stream_get(evs_store *s, MDB_txn *txn, const char *name, size_t len,
+                    evs__stream_rec *out) {
+  return evs__stream_get_at(s, txn, NULL, name, len, out);
 }
 
 static int evs__id_name(MDB_txn *txn, MDB_dbi dbi, uint64_t id, evs_slice *out,
