@@ -764,8 +764,7 @@ int evs__stream_head(evs_store *s, MDB_txn *txn, MDB_cursor *c,
     return evs__err(evs__lmdb_err(rc), "reading a stream's head: %s",
                     mdb_strerror(rc));
   if (v.mv_size != 16)
-    return evs__err(EVS_ECORRUPT, "stream index entry of %zu bytes",
-                    v.mv_size);
+    return evs__err(EVS_ECORRUPT, "stream index entry of %zu bytes", v.mv_size);
   int64_t ver = (int64_t)evs__get_be64(v.mv_data);
   uint64_t pos = evs__get_be64((const uint8_t *)v.mv_data + 8);
   if (ver < st->last_version || ver < 0)

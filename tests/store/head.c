@@ -25,12 +25,12 @@ static uint32_t stored_format(void) {
   cr_assert_eq(mdb_env_open(env, tu_dir, MDB_RDONLY, 0664), 0);
   cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
   cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
-  MDB_val k = {6, (void *)"format"}, v;
+  MDB_val k = { 6, (void *)"format" }, v;
   cr_assert_eq(mdb_get(txn, dbi, &k, &v), 0);
   cr_assert_eq(v.mv_size, 4);
   const uint8_t *b = v.mv_data;
-  uint32_t f = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 |
-               (uint32_t)b[2] << 8 | b[3];
+  uint32_t f =
+      (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
   mdb_txn_abort(txn);
   mdb_env_close(env);
   return f;
@@ -55,8 +55,7 @@ static uint64_t verify_errors(void) {
 Test(store_head, heads_follow_appends_across_reopen_and_read_only) {
   /* One event per append: the record keeps the first append's head. */
   for (int i = 0; i < 5; i++)
-    tu_append_ok(tu_store, "s", i == 0 ? EVS_EXPECT_NO_STREAM : i - 1, 1,
-                 NULL);
+    tu_append_ok(tu_store, "s", i == 0 ? EVS_EXPECT_NO_STREAM : i - 1, 1, NULL);
   tu_append_ok(tu_store, "t", EVS_EXPECT_ANY, 2, NULL);
   cr_assert_eq(version_of("s"), 4);
   evs_stream_info info;
@@ -91,7 +90,7 @@ Test(store_head, format_2_stores_open_and_are_marked_3_when_written) {
   tu_store = NULL;
   cr_assert_eq(stored_format(), EVS_FORMAT_VERSION);
   cr_assert_eq(EVS_FORMAT_VERSION, 3);
-  const uint8_t v2[4] = {0, 0, 0, 2};
+  const uint8_t v2[4] = { 0, 0, 0, 2 };
   tu_lmdb_put(tu_dir, "meta", "format", 6, v2, 4);
   /* Read-only: readable, and left as it is. */
   evs_store_options o = EVS_STORE_OPTIONS_INIT;
@@ -140,8 +139,7 @@ Test(store_head, compaction_that_removes_every_event_keeps_the_version) {
 
 Test(store_head, a_head_entry_naming_another_event_is_corrupt) {
   for (int i = 0; i < 3; i++)
-    tu_append_ok(tu_store, "a", i == 0 ? EVS_EXPECT_NO_STREAM : i - 1, 1,
-                 NULL);
+    tu_append_ok(tu_store, "a", i == 0 ? EVS_EXPECT_NO_STREAM : i - 1, 1, NULL);
   tu_append_ok(tu_store, "b", EVS_EXPECT_NO_STREAM, 1, NULL); /* position 4 */
   evs_stream_info info;
   cr_assert_eq(evs_stream_info_get(tu_store, "a", &info), 0);
