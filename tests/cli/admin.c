@@ -209,6 +209,53 @@ Test(cli_admin, store_location) {
   cu_result_free(&r);
 }
 
+Test(cli_admin, a_failed_first_write_leaves_no_store) {
+  char db[4300], path[4400];
+  struct stat st;
+  /* Checks only the store makes (an id twice in one append, an import
+   * line without its stream), on a store this command creates: the store
+   * and the directories made for it are removed again. */
+  static const char dup[] =
+      "{\"type\":\"T\",\"data\":1,"
+      "\"id\":\"0190a4c2-7b5e-7c3a-8f21-0123456789ab\"}\n"
+      "{\"type\":\"T\",\"data\":2,"
+      "\"id\":\"0190a4c2-7b5e-7c3a-8f21-0123456789ab\"}\n";
+  snprintf(db, sizeof db, "%s/new/nested/db", tu_dir);
+  cu_result r = ct_run_in(dup, sizeof dup - 1, "append", "s-1", "--jsonl", "-",
+                          "--db", db, NULL);
+  ct_assert_status(r, 2);
+  cu_result_free(&r);
+  snprintf(path, sizeof path, "%s/new", tu_dir);
+  cr_assert_neq(stat(path, &st), 0, "%s was left behind", path);
+  r = ct_run_in(dup, sizeof dup - 1, "import", "-", "--db", db, NULL);
+  ct_assert_status(r, 2);
+  cu_result_free(&r);
+  cr_assert_neq(stat(path, &st), 0, "%s was left behind", path);
+  /* In a directory that was there: the directory stays, the store's files
+   * go. */
+  snprintf(db, sizeof db, "%s/there", tu_dir);
+  cr_assert_eq(mkdir(db, 0755), 0);
+  r = ct_run_in(dup, sizeof dup - 1, "append", "s-1", "--jsonl", "-", "--db",
+                db, NULL);
+  ct_assert_status(r, 2);
+  cu_result_free(&r);
+  cr_assert_eq(stat(db, &st), 0);
+  snprintf(path, sizeof path, "%s/data.mdb", db);
+  cr_assert_neq(stat(path, &st), 0, "%s was left behind", path);
+  /* A store that was there before is never removed, even when it is empty
+   * and the command fails (an empty import creates one). */
+  snprintf(db, sizeof db, "%s/kept", tu_dir);
+  r = ct_run_in("", 0, "import", "-", "--db", db, NULL);
+  ct_assert_status(r, 0);
+  cu_result_free(&r);
+  r = ct_run_in(dup, sizeof dup - 1, "append", "s-1", "--jsonl", "-", "--db",
+                db, NULL);
+  ct_assert_status(r, 2);
+  cu_result_free(&r);
+  snprintf(path, sizeof path, "%s/data.mdb", db);
+  cr_assert_eq(stat(path, &st), 0, "an existing store was removed");
+}
+
 /* No server listens on port 1 of the loopback interface (the commands
  * against a running server are in remote.c). */
 Test(cli_admin, connect_without_a_server_fails_with_a_message) {

@@ -90,7 +90,9 @@ typedef struct cli_backend_ops {
                 void *payload, evs_proj_status *out);
   /* Detail text of the last failed operation ("" if none). */
   const char *(*last_error)(cli_backend *b);
-  void (*close)(cli_backend *b);
+  /* failed: the command failed. A local store that this command created
+   * and left without events or streams is then removed again. */
+  void (*close)(cli_backend *b, int failed);
 } cli_backend_ops;
 
 struct cli_backend {

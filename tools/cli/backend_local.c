@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backend.h"
 
@@ -16,6 +17,10 @@ typedef struct local_backend {
   cli_backend base;
   evs_store *store;
   char err[512];
+  /* Set when this command created the store: its directory, and the
+   * highest directory the command created (the same or a parent; NULL
+   * when the directory was there before). */
+  char *created, *created_top;
 } local_backend;
 
 static local_backend *L(cli_backend *b) { return (local_backend *)b; }
@@ -308,10 +313,57 @@ static int l_replay(cli_backend *b, const char *name, cli_progress_fn progress,
 
 static const char *l_last_error(cli_backend *b) { return L(b)->err; }
 
-static void l_close(cli_backend *b) {
+/*
+ * Removes a store this command created and that holds nothing (no event,
+ * no stream record: not even a tombstone or metadata), with the directories
+ * the command created for it, so that a failed first append or import
+ * leaves no empty store behind. Only LMDB's two files are removed; anything
+ * else in the directories makes rmdir fail and stops there.
+ */
+static void remove_if_empty(local_backend *lb) {
+  evs_stats st;
+  if (evs_store_stats(lb->store, &st, 0) != 0 || st.events || st.streams ||
+      st.last_position)
+    return;
+  evs_store_close(lb->store);
+  lb->store = NULL;
+  size_t n = strlen(lb->created);
+  char *p = malloc(n + sizeof "/lock.mdb");
+  if (p == NULL)
+    return;
+  snprintf(p, n + sizeof "/lock.mdb", "%s/data.mdb", lb->created);
+  (void)unlink(p);
+  snprintf(p, n + sizeof "/lock.mdb", "%s/lock.mdb", lb->created);
+  (void)unlink(p);
+  if (lb->created_top == NULL) {
+    free(p);
+    return;
+  }
+  memcpy(p, lb->created, n + 1);
+  size_t top = strlen(lb->created_top);
+  for (;;) {
+    while (n > 1 && p[n - 1] == '/')
+      p[--n] = '\0';
+    if (rmdir(p) != 0 || n <= top)
+      break;
+    while (n > 0 && p[n - 1] != '/')
+      n--;
+    p[n] = '\0';
+    if (n < top)
+      break;
+  }
+  free(p);
+}
+
+static void l_close(cli_backend *b, int failed) {
   if (b == NULL)
     return;
-  evs_store_close(L(b)->store);
+  local_backend *lb = L(b);
+  if (failed && lb->created && lb->store)
+    remove_if_empty(lb);
+  evs_store_close(lb->store);
+  free(lb->created);
+  free(lb->created_top);
   free(b);
 }
 
@@ -339,8 +391,10 @@ static const cli_backend_ops local_ops = {
     .close = l_close,
 };
 
-/* mkdir -p for the parents of `path` (the store makes the last level). */
-static int make_parents(const char *path) {
+/* mkdir -p for the parents of `path` (the store makes the last level).
+ * *top: the first (highest) directory it created, malloc'd, or NULL. */
+static int make_parents(const char *path, char **top) {
+  *top = NULL;
   char *p = strdup(path);
   if (p == NULL)
     return -ENOMEM;
@@ -351,7 +405,10 @@ static int make_parents(const char *path) {
     if (*s != '/')
       continue;
     *s = '\0';
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+    if (mkdir(p, 0755) == 0) {
+      if (*top == NULL)
+        *top = strdup(p);
+    } else if (errno != EEXIST) {
       int e = errno;
       free(p);
       return -e;
@@ -371,7 +428,20 @@ int cli_backend_local_open(cli_backend **out, const cli_local_config *cfg,
   o.durability = cfg->durability;
   o.create = cfg->create;
   int rc = 0;
-  if (cfg->create && (rc = make_parents(cfg->path)) != 0) {
+  /* Whether this command creates the store (and its directory). */
+  struct stat sb;
+  char *top = NULL;
+  int dir_created = 0, created = 0;
+  if (cfg->create) {
+    char *dm = malloc(strlen(cfg->path) + sizeof "/data.mdb");
+    if (dm == NULL)
+      return EVS_ENOMEM;
+    sprintf(dm, "%s/data.mdb", cfg->path);
+    dir_created = stat(cfg->path, &sb) != 0 && errno == ENOENT;
+    created = stat(dm, &sb) != 0 && errno == ENOENT;
+    free(dm);
+  }
+  if (cfg->create && (rc = make_parents(cfg->path, &top)) != 0) {
     snprintf(msg, sizeof msg, "creating the parents of '%s': %s", cfg->path,
              strerror(-rc));
     *detail = msg;
@@ -390,15 +460,27 @@ int cli_backend_local_open(cli_backend **out, const cli_local_config *cfg,
   if (rc) {
     snprintf(msg, sizeof msg, "%s", evs_last_error());
     *detail = msg;
+    free(top);
     return rc;
   }
   local_backend *b = calloc(1, sizeof *b);
   if (b == NULL) {
     evs_store_close(s);
+    free(top);
     return EVS_ENOMEM;
   }
   b->base.ops = &local_ops;
   b->store = s;
+  if (created && !o.read_only && (b->created = strdup(cfg->path)) != NULL &&
+      dir_created) {
+    b->created_top = top ? top : strdup(cfg->path);
+    top = NULL;
+    if (b->created_top == NULL) {
+      free(b->created); /* rather keep the store than remove too little */
+      b->created = NULL;
+    }
+  }
+  free(top);
   *out = &b->base;
   return 0;
 }

@@ -340,7 +340,8 @@ static int r_replay(cli_backend *b, const char *name, cli_progress_fn progress,
 
 static const char *r_last_error(cli_backend *b) { return R(b)->err; }
 
-static void r_close(cli_backend *b) {
+static void r_close(cli_backend *b, int failed) {
+  (void)failed;
   if (b == NULL)
     return;
   evs_client_close(R(b)->client);

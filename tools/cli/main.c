@@ -228,7 +228,7 @@ int main(int argc, char **argv) {
   cli_args_free(&args);
   fflush(stdout);
   if (ctx.be)
-    ctx.be->ops->close(ctx.be);
+    ctx.be->ops->close(ctx.be, status != CLI_EXIT_OK);
   cli_buf_free(&ctx.line);
   return status;
 }
