@@ -448,8 +448,8 @@ int tu_lmdb_del(const char *dir, const char *db, const void *key,
   return rc == 0;
 }
 
-size_t tu_lmdb_value_len(const char *dir, const char *db, const void *key,
-                         size_t key_len) {
+size_t tu_lmdb_get(const char *dir, const char *db, const void *key,
+                   size_t key_len, void *out, size_t cap) {
   MDB_env *env;
   MDB_txn *txn;
   MDB_dbi dbi;
@@ -457,9 +457,16 @@ size_t tu_lmdb_value_len(const char *dir, const char *db, const void *key,
   MDB_val k = {key_len, (void *)key}, v;
   int rc = mdb_get(txn, dbi, &k, &v);
   size_t len = rc == 0 ? v.mv_size : SIZE_MAX;
+  if (rc == 0 && out)
+    memcpy(out, v.mv_data, len < cap ? len : cap);
   mdb_txn_abort(txn);
   mdb_env_close(env);
   return len;
+}
+
+size_t tu_lmdb_value_len(const char *dir, const char *db, const void *key,
+                         size_t key_len) {
+  return tu_lmdb_get(dir, db, key, key_len, NULL, 0);
 }
 
 int tu_lmdb_del_nth(const char *dir, const char *db, size_t n) {

@@ -163,6 +163,11 @@ int tu_lmdb_del(const char *dir, const char *db, const void *key,
  * 0 if not. Independent of the database's key layout. */
 int tu_lmdb_del_nth(const char *dir, const char *db, size_t n);
 
+/* Copies up to `cap` bytes of the value under `key` in `db` to `out` (may
+ * be NULL); returns the value's length, or SIZE_MAX when missing. */
+size_t tu_lmdb_get(const char *dir, const char *db, const void *key,
+                   size_t key_len, void *out, size_t cap);
+
 /* Length of the value under `key` in `db`, or SIZE_MAX when missing. */
 size_t tu_lmdb_value_len(const char *dir, const char *db, const void *key,
                          size_t key_len);

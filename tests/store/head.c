@@ -6,7 +6,6 @@
  * entries, and a damaged head entry.
  */
 #include <criterion/criterion.h>
-#include <lmdb.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,23 +16,11 @@ TestSuite(store_head, .init = tu_setup, .fini = tu_teardown, .timeout = 60);
 
 /* meta/format of the closed store in tu_dir. */
 static uint32_t stored_format(void) {
-  MDB_env *env;
-  MDB_txn *txn;
-  MDB_dbi dbi;
-  cr_assert_eq(mdb_env_create(&env), 0);
-  mdb_env_set_maxdbs(env, 32);
-  cr_assert_eq(mdb_env_open(env, tu_dir, MDB_RDONLY, 0664), 0);
-  cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
-  cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
-  MDB_val k = { 6, (void *)"format" }, v;
-  cr_assert_eq(mdb_get(txn, dbi, &k, &v), 0);
-  cr_assert_eq(v.mv_size, 4);
-  const uint8_t *b = v.mv_data;
-  uint32_t f =
-      (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
-  mdb_txn_abort(txn);
-  mdb_env_close(env);
-  return f;
+  uint8_t b[4];
+  size_t len = tu_lmdb_get(tu_dir, "meta", "format", 6, b, sizeof b);
+  cr_assert_eq(len, 4, "meta/format is %zu bytes", len);
+  return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 |
+         b[3];
 }
 
 static int64_t version_of(const char *stream) {
